@@ -1,0 +1,33 @@
+# The two commands: `make run` and `make test`. Everything else is a helper for them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit cluster bench clean-data
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+## make run: start a local 3-node cluster (data under ./data, HTTP on 127.0.0.1:8001-8003). Ctrl-C stops it.
+run: $(STAMP)
+	$(PY) -m raft_queue dev-cluster --data-dir ./data
+
+## make test: lint, type-check, import contracts, then every test.
+test: $(STAMP) lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check raft_queue api state_machine chaos tests
+	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: $(STAMP)
+	$(PY) -m raft_queue bench
+
+clean-data:
+	rm -rf ./data
