@@ -1,0 +1,101 @@
+"""Results: what applying one operation returns. Domain errors are values (``Rejected``), never exceptions:
+pysyncobj retries a replicated call that raises forever, so only corruption may raise out of ``apply``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from state_machine.config import QueueConfig
+
+
+class ErrorCode(StrEnum):
+    QUEUE_NOT_FOUND = "queue_not_found"
+    QUEUE_EXISTS = "queue_exists"  # same name, different config
+    QUEUE_IN_USE = "queue_in_use"  # deleting a queue that another queue dead-letters into
+    DEAD_LETTER_QUEUE_NOT_FOUND = "dead_letter_queue_not_found"
+    QUEUE_FULL = "queue_full"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    IDEMPOTENCY_KEY_CONFLICT = "idempotency_key_conflict"
+    INVALID_ARGUMENT = "invalid_argument"
+    INVALID_ENTRY = "invalid_entry"  # the log entry did not decode; nothing in it was applied
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    code: ErrorCode
+    detail: str
+    #: The request field at fault, as the client spells it (e.g. "messages[3].body"), when there is one.
+    field: str | None = None
+
+
+class QueueCreated(msgspec.Struct, frozen=True):
+    created: bool  # False: a queue with the same config already existed
+
+
+class QueueDeleted(msgspec.Struct, frozen=True):
+    pass
+
+
+class EnqueuedMessage(msgspec.Struct, frozen=True):
+    message_id: str
+    seq: int
+    duplicate: bool = False
+
+
+class Enqueued(msgspec.Struct, frozen=True):
+    messages: list[EnqueuedMessage]
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    message_id: str
+    seq: int
+    body: bytes
+    attributes: dict[str, str]
+    receipt: str
+    delivery_count: int
+    enqueued_at_ms: int
+    lease_expires_at_ms: int
+
+
+class Received(msgspec.Struct, frozen=True):
+    messages: list[Delivery]
+    #: Earliest time at which a delayed or leased message of this queue becomes ready (for long polls).
+    next_visible_at_ms: int | None = None
+
+
+class SettleOutcome(StrEnum):
+    ACKED = "acked"
+    NACKED = "nacked"
+    EXTENDED = "extended"
+    DEAD_LETTERED = "dead_lettered"  # a nack that used the last allowed delivery
+    STALE = "stale"  # the receipt's delivery expired, was superseded, or the message is gone
+    INVALID = "invalid"  # the receipt is malformed or belongs to another queue
+
+
+class Settled(msgspec.Struct, frozen=True):
+    outcomes: list[SettleOutcome]
+
+
+class BarrierPassed(msgspec.Struct, frozen=True):
+    pass
+
+
+Result = Rejected | QueueCreated | QueueDeleted | Enqueued | Received | Settled | BarrierPassed
+
+
+class QueueCounts(msgspec.Struct, frozen=True):
+    ready: int
+    leased: int
+    delayed: int
+    dead_lettered: int
+    enqueued_total: int
+    acked_total: int
+
+
+class QueueInfo(msgspec.Struct, frozen=True):
+    name: str
+    config: QueueConfig
+    counts: QueueCounts
+    created_at_ms: int
