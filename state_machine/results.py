@@ -57,6 +57,8 @@ class Delivery(msgspec.Struct, frozen=True):
     delivery_count: int
     enqueued_at_ms: int
     lease_expires_at_ms: int
+    #: The queue this message was dead-lettered from, when it was.
+    dead_lettered_from: str | None = None
 
 
 class Received(msgspec.Struct, frozen=True):

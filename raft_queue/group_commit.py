@@ -1,0 +1,135 @@
+"""GroupCommitter: packs the operations that arrive while entries are in flight into the next log entry.
+
+One entry means one journal fsync per node and one Raft round trip for many operations. A lone request is
+proposed at once (pysyncobj runs with ``appendEntriesUseBatch=False``, so it is sent without waiting for a
+timer); under load, requests queue here while ``max_inflight`` entries are replicating and then go out
+together. Results come back per operation, in order, from the entry's apply on this node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from pysyncobj import FAIL_REASON
+
+from api.backend import Applied, Overloaded, OutcomeUnknown
+from raft_queue.failures import failure_for
+from state_machine.commands import Command, Entry, encode_entry
+from state_machine.machine import Applied as EntryApplied
+
+Propose = Callable[[bytes, Callable[[Any, int], None]], None]
+
+
+class _Pending:
+    __slots__ = ("future", "op", "size")
+
+    def __init__(self, op: Command, size: int, future: asyncio.Future[Applied]) -> None:
+        self.op = op
+        self.size = size
+        self.future = future
+
+
+def _estimate(op: Command) -> int:
+    messages = getattr(op, "messages", None)
+    if messages is None:
+        return 64
+    return 64 + sum(len(m.body) + 96 for m in messages)
+
+
+def _consume(f: asyncio.Future[Applied]) -> None:
+    """Marks a failure as retrieved: the submitter may have timed out and stopped listening."""
+    if not f.cancelled():
+        f.exception()
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        propose: Propose,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_inflight: int = 4,
+        max_ops: int = 2000,
+        max_bytes: int = 8 * 1024 * 1024,
+        max_pending: int = 50_000,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._propose = propose
+        self._loop = loop
+        self._max_inflight = max_inflight
+        self._max_ops = max_ops
+        self._max_bytes = max_bytes
+        self._max_pending = max_pending
+        self._clock_ms = clock_ms
+        self._pending: deque[_Pending] = deque()
+        self._inflight = 0
+        self._scheduled = False
+        self.entries_proposed = 0
+        self.ops_proposed = 0
+
+    async def submit(self, op: Command, timeout: float) -> Applied:
+        if len(self._pending) >= self._max_pending:
+            raise Overloaded("too many operations waiting to be proposed")
+        item = _Pending(op, _estimate(op), self._loop.create_future())
+        item.future.add_done_callback(_consume)
+        self._pending.append(item)
+        self._schedule()
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
+        except TimeoutError:
+            if item in self._pending:  # never proposed: certainly not applied
+                self._pending.remove(item)
+                raise Overloaded("timed out before the operation could be proposed") from None
+            raise OutcomeUnknown(f"no result within {timeout:g} s; the operation may still commit") from None
+
+    def _schedule(self) -> None:
+        # Let every request that arrives in this loop iteration join the same entry.
+        if not self._scheduled and self._inflight < self._max_inflight:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._pending and self._inflight < self._max_inflight:
+            batch: list[_Pending] = []
+            size = 0
+            while self._pending and len(batch) < self._max_ops:
+                nxt = self._pending[0]
+                if batch and size + nxt.size > self._max_bytes:
+                    break
+                batch.append(self._pending.popleft())
+                size += nxt.size
+            data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
+            self._inflight += 1
+            self.entries_proposed += 1
+            self.ops_proposed += len(batch)
+
+            def done(result: Any, reason: int, batch: list[_Pending] = batch) -> None:
+                self._loop.call_soon_threadsafe(self._settle, batch, result, reason)
+
+            self._propose(data, done)
+
+    def _settle(self, batch: list[_Pending], result: Any, reason: int) -> None:
+        self._inflight -= 1
+        if reason == FAIL_REASON.SUCCESS and isinstance(result, EntryApplied):
+            if len(result.results) == len(batch):
+                for p, r in zip(batch, result.results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(Applied(result=r, commit_index=result.index))
+            else:  # the entry did not decode: every operation in it gets that verdict
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_result(Applied(result=result.results[0], commit_index=result.index))
+        else:
+            for p in batch:
+                if not p.future.done():
+                    if reason == FAIL_REASON.SUCCESS:
+                        # Committed, but this node had applied it before (replay): result unknown here.
+                        p.future.set_exception(OutcomeUnknown("committed, but its result was not observed"))
+                    else:
+                        p.future.set_exception(failure_for(reason))
+        self._schedule()

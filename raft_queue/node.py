@@ -1,0 +1,205 @@
+"""Node: the composition root. Opens the store and the journal, checks they agree, starts the Raft replica, and
+offers the HTTP layer its ``Backend`` interface.
+
+Data directory layout::
+
+    <data_dir>/raft/journal        DurableJournal (+ journal.meta: term, vote, commit index)
+    <data_dir>/raft/snapshot       the last snapshot (pysyncobj's fullDumpFile)
+    <data_dir>/state/              RocksDB: the applied state machine
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import SyncObjConf
+
+from api.backend import Applied, ClusterStatus, Member, ReplicationError
+from raft_queue.config import NodeConfig
+from raft_queue.group_commit import GroupCommitter
+from raft_queue.journal import DurableJournal, JournalCorrupt
+from raft_queue.replica import QueueReplica
+from raft_queue.snapshots import make_hooks, snapshot_last_index
+from state_machine.commands import Barrier, Command
+from state_machine.machine import Applied as EntryApplied
+from state_machine.machine import QueueStateMachine
+from state_machine.results import QueueInfo
+from state_machine.rocks import RocksKV
+from state_machine.snapshot import SnapshotCorrupt
+
+log = logging.getLogger(__name__)
+
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+class StartupRefused(Exception):
+    """The node's files are inconsistent or damaged; it must not serve. The message says what to do."""
+
+
+def raft_conf(config: NodeConfig, journal_file: str, dump_file: str, hooks: tuple[Any, Any]) -> SyncObjConf:
+    emin, emax = config.election_timeout_min_s, config.election_timeout_max_s
+    return SyncObjConf(
+        password=config.cluster_secret,
+        autoTick=True,
+        autoTickPeriod=0.01,
+        # Send each entry at once instead of on a timer: group commit happens above, in GroupCommitter.
+        appendEntriesUseBatch=False,
+        appendEntriesPeriod=min(0.05, emin / 4),
+        raftMinTimeout=emin,
+        raftMaxTimeout=emax,
+        # A leader that hears from no majority for one election timeout steps down (default: 30 s).
+        leaderFallbackTimeout=emax,
+        connectionTimeout=max(emax * 1.5, 1.0),
+        connectionRetryTime=0.25,
+        # Fail fast without a leader: the client retries; a queued command could commit long after it gave up.
+        commandsWaitLeader=False,
+        journalFile=journal_file,
+        fullDumpFile=dump_file,
+        serializer=hooks[0],
+        deserializer=hooks[1],
+        logCompactionMinEntries=getattr(config, "snapshot_every_entries", 20000),
+        logCompactionMinTime=getattr(config, "snapshot_min_interval_s", 600),
+        logCompactionSplit=True,
+        appendEntriesBatchSizeBytes=32 * 1024 * 1024,
+        logCompactionBatchSize=1024 * 1024,
+        sendBufferSize=1024 * 1024,
+        recvBufferSize=1024 * 1024,
+        bindAddress=config.raft_bind or None,
+        dynamicMembershipChange=False,
+    )
+
+
+class Node:
+    """Implements ``api.backend.Backend``. Create it on the event loop's thread (the main thread)."""
+
+    def __init__(self, config: NodeConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self._config = config
+        self._loop = loop
+        self._waiters: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        raft_dir = Path(config.data_dir) / "raft"
+        raft_dir.mkdir(parents=True, exist_ok=True)
+        journal_file, dump_file = str(raft_dir / "journal"), str(raft_dir / "snapshot")
+        self._kv = RocksKV(str(Path(config.data_dir) / "state"))
+        self.machine = QueueStateMachine(self._kv)
+        try:
+            self._journal = DurableJournal(journal_file, fsync=getattr(config, "fsync", True))
+            self._check_consistency(journal_file, dump_file)
+        except (JournalCorrupt, SnapshotCorrupt, StartupRefused) as exc:
+            self._kv.close()
+            raise StartupRefused(str(exc)) from exc
+        self._peers_by_raft = {p.raft_address: p for p in config.peers}
+        self_peer = config.self_peer
+        self.replica = QueueReplica(
+            self_peer.raft_address,
+            [p.raft_address for p in config.other_peers],
+            raft_conf(config, journal_file, dump_file, make_hooks(self.machine, self._journal)),
+            self._journal,
+            self.machine,
+            self._on_applied,
+        )
+        self.committer = GroupCommitter(self.replica.propose, loop)
+
+    def _check_consistency(self, journal_file: str, dump_file: str) -> None:
+        data_dir = self._config.data_dir
+        if self.machine.restoring and not os.path.exists(dump_file):
+            raise StartupRefused(
+                f"{data_dir}: a snapshot load was interrupted and the snapshot file is gone; "
+                f"wipe {data_dir} so the node rejoins from its peers"
+            )
+        log_end = max(self._journal.last_index, snapshot_last_index(dump_file))
+        applied = self.machine.applied_index
+        if applied > log_end:
+            raise StartupRefused(
+                f"{data_dir}: the state is at Raft index {applied} but the Raft log ends at {log_end}: "
+                f"the journal was lost or replaced; wipe {data_dir} so the node rejoins from its peers"
+            )
+
+    # Backend
+    @property
+    def node_id(self) -> str:
+        return self._config.node_id
+
+    async def execute(self, op: Command, timeout: float) -> Applied:
+        return await self.committer.submit(op, timeout)
+
+    async def barrier(self, timeout: float) -> int:
+        applied = await self.committer.submit(Barrier(), timeout)
+        return applied.commit_index
+
+    def queue_info(self, name: str) -> QueueInfo | None:
+        return self.machine.queue_info(name)
+
+    def list_queues(self) -> list[QueueInfo]:
+        return self.machine.list_queues()
+
+    async def wait_for_activity(self, queue: str, timeout: float) -> None:
+        fut: asyncio.Future[None] = self._loop.create_future()
+        waiters = self._waiters[queue]
+        waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters.discard(fut)
+            if not waiters:
+                self._waiters.pop(queue, None)
+
+    def _on_applied(self, applied: EntryApplied) -> None:
+        """Tick thread: wake long polls of queues that gained ready messages."""
+        if applied.woken:
+            self._loop.call_soon_threadsafe(self._wake, applied.woken)
+
+    def _wake(self, queues: frozenset[str]) -> None:
+        for q in queues:
+            for fut in self._waiters.get(q, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _status(self) -> dict[str, Any]:
+        for _ in range(20):
+            try:
+                status: dict[str, Any] = self.replica.getStatus()
+                return status
+            except RuntimeError:  # pysyncobj's tick thread changed a dict while we read it
+                continue
+        raise ReplicationError("Raft status unavailable")
+
+    def cluster_status(self) -> ClusterStatus:
+        st = self._status()
+        leader = st.get("leader")
+        leader_peer = self._peers_by_raft.get(leader.address) if leader is not None else None
+        leader_commit = st.get("leader_commit_idx")
+        applied = int(st["last_applied"])
+        me = self._config.self_peer
+        members = [
+            Member(
+                node_id=p.node_id,
+                raft_address=p.raft_address,
+                http_url=p.http_url,
+                connected=p is me or st.get(f"partner_node_status_server_{p.raft_address}") == 2,
+            )
+            for p in self._config.peers
+        ]
+        return ClusterStatus(
+            node_id=me.node_id,
+            role=_ROLES.get(int(st["state"]), "unknown"),
+            leader_id=leader_peer.node_id if leader_peer else None,
+            leader_url=leader_peer.http_url if leader_peer else None,
+            term=int(st["raft_term"]),
+            commit_index=int(st["commit_idx"]),
+            applied_index=applied,
+            has_quorum=bool(st["has_quorum"]),
+            ready=leader_peer is not None and leader_commit is not None and applied >= int(leader_commit),
+            members=members,
+        )
+
+    def close(self) -> None:
+        """Stops Raft (joins the tick thread), then closes the store. Safe to call once."""
+        self.replica.destroy_synchronous()
+        self._kv.close()

@@ -1,0 +1,98 @@
+"""The pysyncobj adapter: the one SyncObj subclass, its durable journal seam and its flushing transport.
+
+Three extensions make pysyncobj durable without forking it:
+- ``createJournal`` (module-level seam in ``pysyncobj.syncobj``) returns our fsyncing ``DurableJournal``.
+- ``FlushingTransport`` fsyncs the journal (one fsync for everything added since the last one) before any
+  ``append_entries``/``next_node_idx``/vote message leaves: a follower is durable before it acknowledges, and
+  the leader is durable before it replicates, so its own vote in the commit quorum is safe.
+- A tick callback flushes too, so a single-node cluster (which commits without sending anything) is durable
+  before the next tick can commit.
+
+There is exactly one replicated method, taking bytes, so method IDs never shift between versions; the command
+codec inside the bytes carries the versioning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.transport import TCPTransport
+
+from raft_queue.journal import DurableJournal
+from state_machine.commands import UnsupportedVersion
+from state_machine.machine import Applied, QueueStateMachine
+
+log = logging.getLogger(__name__)
+
+_JOURNALS: dict[str, DurableJournal] = {}
+_FLUSH_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
+_REGULAR_COMMAND = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
+
+#: Exit codes of a node that stops itself rather than diverge or serve corrupt data.
+EXIT_NEWER_LOG = 3
+EXIT_APPLY_FAILED = 70
+
+
+def _create_journal(journalFile: str | None = None) -> DurableJournal:  # noqa: N803 (pysyncobj's name)
+    if journalFile is None or journalFile not in _JOURNALS:
+        raise RuntimeError("raft-queue opens its journal before creating the SyncObj; none registered")
+    return _JOURNALS[journalFile]
+
+
+_syncobj_module.createJournal = _create_journal
+
+
+class FlushingTransport(TCPTransport):  # type: ignore[misc]
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._journal = _JOURNALS[syncObj.conf.journalFile]
+
+    def send(self, node: Any, message: Any) -> bool:
+        if message.get("type") in _FLUSH_BEFORE:
+            self._journal.flush()
+        return bool(super().send(node, message))
+
+
+class QueueReplica(SyncObj):  # type: ignore[misc]
+    def __init__(
+        self,
+        self_address: str,
+        partners: list[str],
+        conf: SyncObjConf,
+        journal: DurableJournal,
+        machine: QueueStateMachine,
+        on_applied: Callable[[Applied], None],
+    ) -> None:
+        self._machine = machine
+        self._on_applied = on_applied
+        _JOURNALS[conf.journalFile] = journal
+        super().__init__(self_address, partners, conf, transportClass=FlushingTransport)
+        self.addOnTickCallback(journal.flush)
+        self._apply_id = self._methodToID[self._getFuncName("apply_entry")]
+
+    @replicated  # type: ignore[untyped-decorator]
+    def apply_entry(self, data: bytes) -> Applied | None:
+        index = self.raftLastApplied + 1
+        try:
+            applied = self._machine.apply(index, data)
+        except UnsupportedVersion as exc:
+            log.critical("stopping: %s", exc)
+            os._exit(EXIT_NEWER_LOG)
+        except BaseException:
+            # pysyncobj would retry this entry forever; stopping is the only way not to diverge.
+            log.critical("stopping: applying log entry %d failed", index, exc_info=True)
+            os._exit(EXIT_APPLY_FAILED)
+        if applied is not None:
+            self._on_applied(applied)
+        return applied
+
+    def propose(self, data: bytes, callback: Callable[[Any, int], None]) -> None:
+        """Queues one log entry; ``callback(result, fail_reason)`` runs on the tick thread."""
+        command = pickle.dumps((self._apply_id, (data,)), protocol=pickle.HIGHEST_PROTOCOL)
+        self._applyCommand(command, callback, _REGULAR_COMMAND)

@@ -1,0 +1,7 @@
+"""The deterministic queue state machine: commands in, results out, state in an ordered KV (RocksDB)."""
+
+from state_machine.commands import Entry, decode_entry, encode_entry
+from state_machine.kv import KV, MemoryKV
+from state_machine.machine import Applied, QueueStateMachine
+
+__all__ = ["KV", "Applied", "Entry", "MemoryKV", "QueueStateMachine", "decode_entry", "encode_entry"]
