@@ -62,7 +62,8 @@ def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
-        raw = err.read()
+        with err:
+            raw = err.read()
         return err.code, json.loads(raw) if raw else None
 
 
