@@ -16,7 +16,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON
 
-from api.backend import Applied, Overloaded, OutcomeUnknown
+from api.backend import Applied, OutcomeUnknown, Overloaded
 from raft_queue.failures import failure_for
 from state_machine.commands import Command, Entry, encode_entry
 from state_machine.machine import Applied as EntryApplied

@@ -62,8 +62,8 @@ def raft_conf(config: NodeConfig, journal_file: str, dump_file: str, hooks: tupl
         fullDumpFile=dump_file,
         serializer=hooks[0],
         deserializer=hooks[1],
-        logCompactionMinEntries=getattr(config, "snapshot_every_entries", 20000),
-        logCompactionMinTime=getattr(config, "snapshot_min_interval_s", 600),
+        logCompactionMinEntries=config.snapshot_every_entries,
+        logCompactionMinTime=config.snapshot_min_interval_s,
         logCompactionSplit=True,
         appendEntriesBatchSizeBytes=32 * 1024 * 1024,
         logCompactionBatchSize=1024 * 1024,
@@ -87,7 +87,7 @@ class Node:
         self._kv = RocksKV(str(Path(config.data_dir) / "state"))
         self.machine = QueueStateMachine(self._kv)
         try:
-            self._journal = DurableJournal(journal_file, fsync=getattr(config, "fsync", True))
+            self._journal = DurableJournal(journal_file, fsync=config.fsync)
             self._check_consistency(journal_file, dump_file)
         except (JournalCorrupt, SnapshotCorrupt, StartupRefused) as exc:
             self._kv.close()
@@ -97,10 +97,10 @@ class Node:
         self.replica = QueueReplica(
             self_peer.raft_address,
             [p.raft_address for p in config.other_peers],
-            raft_conf(config, journal_file, dump_file, make_hooks(self.machine, self._journal)),
-            self._journal,
-            self.machine,
-            self._on_applied,
+            conf=raft_conf(config, journal_file, dump_file, make_hooks(self.machine, self._journal)),
+            journal=self._journal,
+            machine=self.machine,
+            on_applied=self._on_applied,
         )
         self.committer = GroupCommitter(self.replica.propose, loop)
 

@@ -24,7 +24,7 @@ import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.transport import TCPTransport
 
-from raft_queue.journal import DurableJournal
+from raft_queue.journal import DurableJournal, JournalFailed
 from state_machine.commands import UnsupportedVersion
 from state_machine.machine import Applied, QueueStateMachine
 
@@ -34,12 +34,22 @@ _JOURNALS: dict[str, DurableJournal] = {}
 _FLUSH_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
 _REGULAR_COMMAND = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
 
-#: Exit codes of a node that stops itself rather than diverge or serve corrupt data.
+#: Exit codes of a node that stops itself rather than diverge, lie about durability, or serve corrupt data.
 EXIT_NEWER_LOG = 3
 EXIT_APPLY_FAILED = 70
+EXIT_JOURNAL_FAILED = 74
 
 
-def _create_journal(journalFile: str | None = None) -> DurableJournal:  # noqa: N803 (pysyncobj's name)
+def flush_or_stop(journal: DurableJournal) -> None:
+    """fsyncs the journal; after a failed fsync the disk state is unknown, so the node must stop."""
+    try:
+        journal.flush()
+    except JournalFailed as exc:
+        log.critical("stopping: the Raft journal cannot be made durable: %s", exc)
+        os._exit(EXIT_JOURNAL_FAILED)
+
+
+def _create_journal(journalFile: str | None = None) -> DurableJournal:
     if journalFile is None or journalFile not in _JOURNALS:
         raise RuntimeError("raft-queue opens its journal before creating the SyncObj; none registered")
     return _JOURNALS[journalFile]
@@ -49,13 +59,13 @@ _syncobj_module.createJournal = _create_journal
 
 
 class FlushingTransport(TCPTransport):  # type: ignore[misc]
-    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
         super().__init__(syncObj, selfNode, otherNodes)
         self._journal = _JOURNALS[syncObj.conf.journalFile]
 
     def send(self, node: Any, message: Any) -> bool:
         if message.get("type") in _FLUSH_BEFORE:
-            self._journal.flush()
+            flush_or_stop(self._journal)
         return bool(super().send(node, message))
 
 
@@ -64,6 +74,7 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         self,
         self_address: str,
         partners: list[str],
+        *,
         conf: SyncObjConf,
         journal: DurableJournal,
         machine: QueueStateMachine,
@@ -73,7 +84,7 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         self._on_applied = on_applied
         _JOURNALS[conf.journalFile] = journal
         super().__init__(self_address, partners, conf, transportClass=FlushingTransport)
-        self.addOnTickCallback(journal.flush)
+        self.addOnTickCallback(lambda: flush_or_stop(journal))
         self._apply_id = self._methodToID[self._getFuncName("apply_entry")]
 
     @replicated  # type: ignore[untyped-decorator]

@@ -1,16 +1,16 @@
 """The RocksDB key schema. Integers are big-endian so that byte order is numeric order.
 
-    \\x00applied                     -> u64   last Raft index applied (written in every entry's batch)
-    \\x00clock                       -> u64   state machine clock, ms (never goes backwards)
-    \\x00next_qid                    -> u64   queue incarnation counter
-    \\x00restoring                   -> b""   present while a snapshot is being loaded: state incomplete
-    Q <name>                        -> QueueMeta
-    M <qid> <seq>                   -> MessageRecord
-    R <qid> <seq>                   -> b""   ready index (FIFO by seq)
-    T <qid> <due ms> <seq>          -> b""   timer index: a lease or a delay that ends at <due>
-    D <qid> <idempotency key>       -> DedupRecord
-    X <expires ms> <qid> <key>      -> b""   dedup expiry index, swept in order
-    L <dlq name> \x00 <source name>  -> b""   which queues dead-letter into <dlq>
+\\x00applied                     -> u64   last Raft index applied (written in every entry's batch)
+\\x00clock                       -> u64   state machine clock, ms (never goes backwards)
+\\x00next_qid                    -> u64   queue incarnation counter
+\\x00restoring                   -> b""   present while a snapshot is being loaded: state incomplete
+Q <name>                        -> QueueMeta
+M <qid> <seq>                   -> MessageRecord
+R <qid> <seq>                   -> b""   ready index (FIFO by seq)
+T <qid> <due ms> <seq>          -> b""   timer index: a lease or a delay that ends at <due>
+D <qid> <idempotency key>       -> DedupRecord
+X <expires ms> <qid> <key>      -> b""   dedup expiry index, swept in order
+L <dlq name> \x00 <source name>  -> b""   which queues dead-letter into <dlq>
 """
 
 from __future__ import annotations

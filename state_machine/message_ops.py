@@ -77,8 +77,7 @@ def enqueue(store: Store, op: Enqueue) -> Result:
     if cfg.max_length and meta.depth + fresh > cfg.max_length:
         return Rejected(
             ErrorCode.QUEUE_FULL,
-            f"queue '{op.queue}' holds {meta.depth} of at most {cfg.max_length} messages; "
-            f"{fresh} more do not fit",
+            f"queue '{op.queue}' holds {meta.depth} of at most {cfg.max_length} messages; {fresh} more do not fit",
         )
     assigned: dict[int, EnqueuedMessage] = {}
     out: list[EnqueuedMessage] = []

@@ -18,9 +18,7 @@ def create_queue(store: Store, op: CreateQueue) -> Result:
     if existing is not None:
         if existing.config == op.config:
             return QueueCreated(created=False)
-        return Rejected(
-            ErrorCode.QUEUE_EXISTS, f"queue '{op.name}' exists with a different configuration", "config"
-        )
+        return Rejected(ErrorCode.QUEUE_EXISTS, f"queue '{op.name}' exists with a different configuration", "config")
     dlq = op.config.dead_letter_queue
     if dlq is not None:
         if store.queue(dlq) is None:

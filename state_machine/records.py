@@ -54,7 +54,6 @@ class DedupRecord(msgspec.Struct, array_like=True):
     expires_ms: int
 
 
-
 ENC = msgspec.msgpack.Encoder()
 QUEUE_DEC = msgspec.msgpack.Decoder(QueueMeta)
 MESSAGE_DEC = msgspec.msgpack.Decoder(MessageRecord)

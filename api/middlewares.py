@@ -1,0 +1,100 @@
+"""The three middlewares, outermost first:
+
+1. ``raft_headers_middleware``: ``X-Raft-Node`` / ``X-Raft-Leader`` / ``X-Raft-Leader-Url`` on every response.
+2. ``problem_middleware``: every exception (``Problem``, aiohttp's 404/405/413, a bug) becomes problem+json.
+   A bug is logged with its traceback and answered ``500 internal`` without one.
+3. ``redirect_middleware``: ``?redirect=true`` on ``/v1/...`` sends a follower's client to the leader (307).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import MutableMapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from api import parse
+from api.context import context
+from api.problems import Problem, ProblemCode
+
+log = logging.getLogger(__name__)
+
+
+def _set_raft_headers(request: web.Request, headers: MutableMapping[str, str]) -> None:
+    backend = context(request).backend
+    try:
+        headers["X-Raft-Node"] = backend.node_id
+        status = backend.cluster_status()
+    except Exception:
+        log.exception("could not read the cluster status for response headers")
+        return
+    if status.leader_id is not None:
+        headers["X-Raft-Leader"] = status.leader_id
+    if status.leader_url is not None:
+        headers["X-Raft-Leader-Url"] = status.leader_url
+
+
+@web.middleware
+async def raft_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # only what the problem middleware lets through (redirects)
+        _set_raft_headers(request, exc.headers)
+        raise
+    if not response.prepared:
+        _set_raft_headers(request, response.headers)
+    return response
+
+
+def _http_problem(exc: web.HTTPException, request: web.Request) -> Problem:
+    if isinstance(exc, web.HTTPNotFound):
+        return Problem(404, ProblemCode.NOT_FOUND, f"no route for {request.path}")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return Problem(
+            405,
+            ProblemCode.METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed on {request.path} (allowed: {allowed})",
+            headers={"Allow": allowed},
+        )
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        limit = context(request).max_request_bytes
+        return Problem(
+            413, ProblemCode.REQUEST_TOO_LARGE, f"the request body is over this node's limit of {limit} bytes"
+        )
+    if exc.status < 500:
+        return Problem(exc.status, ProblemCode.INVALID_REQUEST, exc.reason)
+    return Problem(exc.status, ProblemCode.INTERNAL, exc.reason)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect or similar raised by aiohttp itself: not an error
+            raise
+        return _http_problem(exc, request).response()
+    except Exception:
+        incident = secrets.token_hex(6)
+        log.exception("internal error %s while serving %s %s", incident, request.method, request.path_qs)
+        return Problem(
+            500, ProblemCode.INTERNAL, f"internal error (incident {incident}; see this node's log)"
+        ).response()
+
+
+@web.middleware
+async def redirect_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v1/") or not parse.wants_redirect(request.query):
+        return await handler(request)
+    status = context(request).backend.cluster_status()
+    if status.role == "leader":
+        return await handler(request)
+    if status.leader_url is None:
+        raise Problem(503, ProblemCode.NO_LEADER, "no leader is known to redirect to", retry="safe", retry_after_s=1.0)
+    location = status.leader_url.rstrip("/") + request.path_qs
+    return web.Response(status=307, headers={"Location": location})
