@@ -91,6 +91,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def redirect_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v1/") or not parse.wants_redirect(request.query):
         return await handler(request)
+    if (request.method == "GET" and request.query.get("consistency") == "local") or request.path == "/v1/cluster":
+        return await handler(request)  # a local read, or this node's own view: answered here by definition
     status = context(request).backend.cluster_status()
     if status.role == "leader":
         return await handler(request)

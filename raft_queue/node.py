@@ -115,7 +115,7 @@ class Node:
         applied = self.machine.applied_index
         if applied > log_end:
             raise StartupRefused(
-                f"{data_dir}: the state is at Raft index {applied} but the Raft log ends at {log_end}: "
+                f"{data_dir}: the state (Raft index {applied}) is ahead of the Raft log (ends at {log_end}): "
                 f"the journal was lost or replaced; wipe {data_dir} so the node rejoins from its peers"
             )
 

@@ -1,0 +1,351 @@
+"""``AsyncClient``: the raft-queue HTTP API (docs/http-api.md) as typed coroutines.
+
+What a retry means for each operation (see ``transport`` for when the client retries, and DESIGN.md):
+
+- ``enqueue`` / ``enqueue_batch``: every message carries an idempotency key (the caller's, or a uuid4 the
+  client generates once per call), and every attempt sends the identical body. A retry after an unknown
+  outcome answers either "new" or ``duplicate=True`` with the original ``message_id``: either way the message
+  is in the queue exactly once.
+- ``ack`` / ``nack`` / ``extend``: safe to retry by construction; the client reports what the server says for
+  the last attempt. A retried ack whose first attempt succeeded reports ``stale`` (the message is gone).
+- ``create_queue``: idempotent (``200`` for an identical queue); after an unknown outcome ``created`` may be
+  False for a queue this call created.
+- ``delete_queue``: after an attempt with an unknown outcome, a ``404 queue_not_found`` is taken as success
+  (the earlier attempt deleted it); ``commit_index`` is then ``None``.
+- ``receive``: retried too, but a receive whose outcome was unknown may have leased messages that this call
+  never sees; they become ready again when their visibility timeout runs out (at-least-once delivery).
+- Reads are retried freely.
+
+If the attempts run out, ``UnavailableError`` means nothing was applied; ``OutcomeUnknownError`` means it may
+have been (it carries the idempotency keys of an enqueue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+
+from raft_queue.client import wire
+from raft_queue.client.errors import ClientClosedError, ProtocolError, QueueNotFound
+from raft_queue.client.models import (
+    BatchEnqueueResult,
+    ClusterStatus,
+    Consistency,
+    CreateQueueResult,
+    DeleteQueueResult,
+    EnqueuedMessage,
+    EnqueueResult,
+    OutgoingMessage,
+    QueueInfo,
+    ReceivedMessage,
+    SettleResult,
+)
+from raft_queue.client.retry import RetryPolicy
+from raft_queue.client.transport import ApiReply, ApiRequest, RetryEvent, Transport
+
+T = TypeVar("T")
+
+#: What ``ack``/``nack``/``extend`` take: receipts, or the received messages themselves.
+Receipts = str | ReceivedMessage | Sequence[str | ReceivedMessage]
+
+
+def _queue_path(name: str) -> str:
+    return "/v1/queues/" + quote(name, safe="")
+
+
+def _new_key() -> str:
+    return str(uuid.uuid4())
+
+
+def _message_json(message: OutgoingMessage, key: str) -> dict[str, object]:
+    body: dict[str, object] = {"body": message.body, "idempotency_key": key}
+    if message.attributes is not None:
+        body["attributes"] = dict(message.attributes)
+    if message.delay_s is not None:
+        body["delay_s"] = message.delay_s
+    return body
+
+
+def _receipt_list(receipts: Receipts) -> list[str]:
+    if isinstance(receipts, str | ReceivedMessage):
+        receipts = [receipts]
+    return [r.receipt if isinstance(r, ReceivedMessage) else r for r in receipts]
+
+
+def _consistency_query(consistency: Consistency) -> tuple[tuple[str, str], ...]:
+    if consistency == "linearizable":
+        return ()  # the server's default
+    if consistency == "local":
+        return (("consistency", "local"),)
+    raise ValueError(f"consistency must be 'linearizable' or 'local', not {consistency!r}")
+
+
+class AsyncClient:
+    """A client for a raft-queue cluster. Give it some or all of the nodes' base URLs.
+
+    Use it as ``async with AsyncClient([...]) as client:`` or call ``close()``. An ``aiohttp.ClientSession``
+    passed as ``session`` is used as is and not closed; otherwise the client makes one on first use (in the
+    running event loop) and closes it in ``close()``.
+
+    ``timeout_s`` bounds each attempt (a long poll gets ``wait_s`` more); ``max_attempts`` counts attempts per
+    call; the backoff between them is exponential with jitter from ``backoff_initial_s`` up to
+    ``backoff_max_s``, and never shorter than the server's ``Retry-After`` (capped at ``backoff_max_s``).
+    ``on_retry`` is called before each retry (for logging or metrics).
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        max_attempts: int = 8,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        session: aiohttp.ClientSession | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._transport = Transport(
+            urls,
+            timeout_s=timeout_s,
+            policy=RetryPolicy(
+                max_attempts=max_attempts, backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s
+            ),
+            get_session=self._get_session,
+            on_retry=on_retry,
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the session the client made (not one it was given). Idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The configured node URLs, normalized."""
+        return self._transport.urls
+
+    @property
+    def preferred_url(self) -> str:
+        """The node the next request goes to first (the last known leader, if a node named one)."""
+        return self._transport.preferred_url
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError("an AsyncClient belongs to the event loop it first ran in; make one per loop")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": "raft-queue-client/0.1"})
+        return self._session
+
+    async def _send(self, request: ApiRequest) -> ApiReply:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return await self._transport.send(request)
+
+    @staticmethod
+    def _expect(reply: ApiReply, into: type[T], *statuses: int) -> T:
+        if not reply.ok:
+            raise reply.error()
+        if reply.status not in statuses:
+            raise ProtocolError(
+                f"{reply.node_url} answered {reply.status}; expected {' or '.join(map(str, statuses))}",
+                status=reply.status,
+                node_url=reply.node_url,
+            )
+        return wire.decode(reply.body, into, status=reply.status, node_url=reply.node_url)
+
+    # --- queues -------------------------------------------------------------------------------------------
+
+    async def create_queue(
+        self,
+        name: str,
+        *,
+        visibility_timeout_s: float | None = None,
+        max_deliveries: int | None = None,
+        dead_letter_queue: str | None = None,
+        max_length: int | None = None,
+        dedup_window_s: float | None = None,
+        max_message_bytes: int | None = None,
+    ) -> CreateQueueResult:
+        """Creates the queue, or confirms an identical one exists (``created=False``). Settings left ``None``
+        take the server's defaults. Raises ``QueueExists`` if it exists with a different configuration."""
+        config = {
+            "visibility_timeout_s": visibility_timeout_s,
+            "max_deliveries": max_deliveries,
+            "dead_letter_queue": dead_letter_queue,
+            "max_length": max_length,
+            "dedup_window_s": dedup_window_s,
+            "max_message_bytes": max_message_bytes,
+        }
+        body = wire.encode({k: v for k, v in config.items() if v is not None})
+        reply = await self._send(ApiRequest("PUT", _queue_path(name), body=body))
+        return self._expect(reply, CreateQueueResult, 200, 201)
+
+    async def get_queue(self, name: str, *, consistency: Consistency = "linearizable") -> QueueInfo:
+        """One queue's settings and counts. ``consistency="local"`` skips the read barrier (may be stale)."""
+        query = _consistency_query(consistency)
+        reply = await self._send(ApiRequest("GET", _queue_path(name), query=query, mutates=False))
+        return self._expect(reply, QueueInfo, 200)
+
+    async def list_queues(self, *, consistency: Consistency = "linearizable") -> list[QueueInfo]:
+        """Every queue, sorted by name."""
+        query = _consistency_query(consistency)
+        reply = await self._send(ApiRequest("GET", "/v1/queues", query=query, mutates=False))
+        return list(self._expect(reply, wire.QueueList, 200).queues)
+
+    async def delete_queue(self, name: str) -> DeleteQueueResult:
+        """Deletes the queue and its messages. Raises ``QueueNotFound`` if it does not exist, ``QueueInUse``
+        if another queue dead-letters into it."""
+        reply = await self._send(ApiRequest("DELETE", _queue_path(name)))
+        if reply.after_unknown and not reply.ok:
+            error = reply.error()
+            if isinstance(error, QueueNotFound):
+                return DeleteQueueResult(commit_index=None)  # an earlier attempt deleted it
+            raise error
+        deleted = self._expect(reply, wire.Deleted, 200)
+        return DeleteQueueResult(commit_index=deleted.commit_index)
+
+    # --- messages -----------------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        body: str,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        delay_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> EnqueueResult:
+        """Enqueues one message. Without ``idempotency_key`` the client generates one, so retries cannot
+        enqueue it twice; ``duplicate=True`` means the key was already seen (maybe by this call's own earlier
+        attempt) and nothing new was enqueued."""
+        key = idempotency_key if idempotency_key is not None else _new_key()
+        message = OutgoingMessage(body, attributes=attributes, delay_s=delay_s, idempotency_key=key)
+        request = ApiRequest(
+            "POST",
+            _queue_path(queue) + "/messages",
+            body=wire.encode(_message_json(message, key)),
+            idempotency_keys=(key,),
+        )
+        result = self._expect(await self._send(request), wire.Enqueued, 200, 201)
+        return EnqueueResult(
+            message_id=result.message_id,
+            seq=result.seq,
+            duplicate=result.duplicate,
+            commit_index=result.commit_index,
+            idempotency_key=key,
+        )
+
+    async def enqueue_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> BatchEnqueueResult:
+        """Enqueues 1 to 1000 messages atomically (all or none). Messages without a key get a generated
+        one."""
+        keys = tuple(m.idempotency_key if m.idempotency_key is not None else _new_key() for m in messages)
+        payload = {"messages": [_message_json(m, k) for m, k in zip(messages, keys, strict=True)]}
+        request = ApiRequest("POST", _queue_path(queue) + "/messages", body=wire.encode(payload), idempotency_keys=keys)
+        reply = await self._send(request)
+        result = self._expect(reply, wire.BatchEnqueued, 200, 201)
+        if len(result.messages) != len(keys):
+            raise ProtocolError(
+                f"{reply.node_url} answered {len(result.messages)} results for {len(keys)} messages",
+                status=reply.status,
+                node_url=reply.node_url,
+            )
+        return BatchEnqueueResult(
+            messages=tuple(
+                EnqueuedMessage(message_id=m.message_id, seq=m.seq, duplicate=m.duplicate, idempotency_key=k)
+                for m, k in zip(result.messages, keys, strict=True)
+            ),
+            commit_index=result.commit_index,
+        )
+
+    async def receive(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        visibility_timeout_s: float | None = None,
+        wait_s: float = 0,
+    ) -> list[ReceivedMessage]:
+        """Leases up to ``max_messages`` ready messages, oldest first. With ``wait_s > 0`` and nothing ready,
+        waits up to that long for one (a long poll); an empty list means nothing became ready.
+
+        If an attempt's outcome was unknown and a retry succeeds, messages leased by the lost attempt are not
+        returned; they are delivered again once their visibility timeout runs out."""
+        payload: dict[str, object] = {"max_messages": max_messages, "wait_s": wait_s}
+        if visibility_timeout_s is not None:
+            payload["visibility_timeout_s"] = visibility_timeout_s
+        request = ApiRequest(
+            "POST",
+            _queue_path(queue) + "/receive",
+            body=wire.encode(payload),
+            extra_timeout_s=max(float(wait_s), 0.0),
+        )
+        return list(self._expect(await self._send(request), wire.Received, 200).messages)
+
+    async def ack(self, queue: str, receipts: Receipts) -> list[SettleResult]:
+        """Deletes the delivered messages. One result per receipt, in order (``acked``, ``stale``, ...)."""
+        return await self._settle(queue, "ack", receipts, {})
+
+    async def nack(self, queue: str, receipts: Receipts, *, delay_s: float | None = None) -> list[SettleResult]:
+        """Makes the messages ready again (after ``delay_s``), or dead-letters those out of deliveries."""
+        extra: dict[str, object] = {} if delay_s is None else {"delay_s": delay_s}
+        return await self._settle(queue, "nack", receipts, extra)
+
+    async def extend(self, queue: str, receipts: Receipts, *, visibility_timeout_s: float) -> list[SettleResult]:
+        """Ends the leases ``visibility_timeout_s`` after the server applies the extend."""
+        return await self._settle(queue, "extend", receipts, {"visibility_timeout_s": visibility_timeout_s})
+
+    async def _settle(self, queue: str, verb: str, receipts: Receipts, extra: dict[str, object]) -> list[SettleResult]:
+        receipt_list = _receipt_list(receipts)
+        body = wire.encode({"receipts": receipt_list, **extra})
+        reply = await self._send(ApiRequest("POST", f"{_queue_path(queue)}/{verb}", body=body))
+        results = self._expect(reply, wire.Settled, 200).results
+        if len(results) != len(receipt_list):
+            raise ProtocolError(
+                f"{reply.node_url} answered {len(results)} results for {len(receipt_list)} receipts",
+                status=reply.status,
+                node_url=reply.node_url,
+            )
+        return list(results)
+
+    # --- cluster ------------------------------------------------------------------------------------------
+
+    async def cluster(self) -> ClusterStatus:
+        """The preferred node's view of the cluster. Not redirected: any node answers for itself, which is
+        what you want when there is no leader."""
+        reply = await self._send(ApiRequest("GET", "/v1/cluster", mutates=False, redirect=False))
+        return self._expect(reply, ClusterStatus, 200)
+
+    async def leader_url(self) -> str | None:
+        """The leader's HTTP URL as a node sees it now (``None`` if it knows none)."""
+        return (await self.cluster()).leader_url

@@ -1,0 +1,253 @@
+"""Everything the client raises: one hierarchy, rooted at ``RaftQueueError``.
+
+No foreign exception (``aiohttp.ClientError``, ``asyncio.TimeoutError``, a JSON decode error) ever leaves the
+client: the transport catches them once, at the boundary, and maps them to one of these. The original is kept
+as ``__cause__`` for debugging.
+
+    RaftQueueError                      anything the client raises
+     ├── ApiError                       the server answered with a problem document:
+     │                                  status, code, detail, field, retry
+     │    ├── InvalidRequest            400 invalid_request
+     │    ├── RouteNotFound             404 not_found
+     │    ├── QueueNotFound             404 queue_not_found
+     │    ├── MethodNotAllowed          405 method_not_allowed
+     │    ├── QueueExists               409 queue_exists
+     │    ├── QueueInUse                409 queue_in_use
+     │    ├── DeadLetterQueueNotFound   409 dead_letter_queue_not_found
+     │    ├── IdempotencyKeyConflict    409 idempotency_key_conflict
+     │    ├── MessageTooLarge           413 message_too_large
+     │    ├── RequestTooLarge           413 request_too_large
+     │    ├── QueueFull                 429 queue_full (``retry_after_s``)
+     │    ├── InternalServerError       500 internal
+     │    └── ServiceUnavailable        503 no_leader, not_leader, overloaded, timeout, not_ready,
+     │                                  outcome_unknown (retried by the client: seen as ``last_problem``
+     │                                  of the two below)
+     ├── UnavailableError               retries exhausted and every failure was one where nothing was applied
+     ├── OutcomeUnknownError            retries exhausted and at least one attempt may have been applied
+     ├── ProtocolError                  the server said something that is not the API
+     └── ClientClosedError              the client was used after ``close()``
+
+A problem ``code`` the client does not know maps to plain ``ApiError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class RaftQueueError(Exception):
+    """Base class of every error the client raises."""
+
+
+class ApiError(RaftQueueError):
+    """The server answered with an ``application/problem+json`` error.
+
+    ``retry`` is the server's word on resending the same request: ``"never"``, ``"safe"`` or
+    ``"same_idempotency_key"`` (``None`` when the problem did not say).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        retry: str | None = None,
+        title: str | None = None,
+        outcome: str | None = None,
+        retry_after_s: float | None = None,
+        node_url: str | None = None,
+    ) -> None:
+        message = f"{status} {code}: {detail}"
+        if field is not None:
+            message += f" (field: {field})"
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.retry = retry
+        self.title = title
+        #: ``"unknown"`` when the server could not tell whether a write committed.
+        self.outcome = outcome
+        #: The ``Retry-After`` header, in seconds, when the answer had one.
+        self.retry_after_s = retry_after_s
+        #: The node that answered.
+        self.node_url = node_url
+
+
+class InvalidRequest(ApiError):
+    """400 ``invalid_request``: malformed JSON, a wrong type, an out-of-range or unknown field (see
+    ``field``)."""
+
+
+class RouteNotFound(ApiError):
+    """404 ``not_found``: no such route (a client/server version mismatch, or a bad base URL)."""
+
+
+class QueueNotFound(ApiError):
+    """404 ``queue_not_found``: the queue does not exist."""
+
+
+class MethodNotAllowed(ApiError):
+    """405 ``method_not_allowed``."""
+
+
+class QueueExists(ApiError):
+    """409 ``queue_exists``: a queue of that name exists with a different configuration."""
+
+
+class QueueInUse(ApiError):
+    """409 ``queue_in_use``: the queue is another queue's dead-letter queue, so it cannot be deleted."""
+
+
+class DeadLetterQueueNotFound(ApiError):
+    """409 ``dead_letter_queue_not_found``: the configured dead-letter queue does not exist."""
+
+
+class IdempotencyKeyConflict(ApiError):
+    """409 ``idempotency_key_conflict``: the key was already used for a different message."""
+
+
+class MessageTooLarge(ApiError):
+    """413 ``message_too_large``: a body over the queue's ``max_message_bytes``."""
+
+
+class RequestTooLarge(ApiError):
+    """413 ``request_too_large``: the whole request is over the node's limit."""
+
+
+class QueueFull(ApiError):
+    """429 ``queue_full``: the queue holds ``max_length`` messages. Not retried by the client; see
+    ``retry_after_s``."""
+
+
+class InternalServerError(ApiError):
+    """500 ``internal``: a server bug."""
+
+
+class ServiceUnavailable(ApiError):
+    """503: the node could not serve the request now (no leader, overloaded, outcome unknown, ...).
+
+    The client retries these itself; callers see one only as ``last_problem`` (and ``__cause__``) of an
+    ``UnavailableError`` or ``OutcomeUnknownError``, or when a 503 says ``retry: never``.
+    """
+
+
+#: Problem code -> exception class (docs/http-api.md, "Errors"). Codes not listed map to ``ApiError``.
+CODE_TO_ERROR: Mapping[str, type[ApiError]] = {
+    "invalid_request": InvalidRequest,
+    "queue_not_found": QueueNotFound,
+    "not_found": RouteNotFound,
+    "method_not_allowed": MethodNotAllowed,
+    "queue_exists": QueueExists,
+    "queue_in_use": QueueInUse,
+    "dead_letter_queue_not_found": DeadLetterQueueNotFound,
+    "idempotency_key_conflict": IdempotencyKeyConflict,
+    "message_too_large": MessageTooLarge,
+    "request_too_large": RequestTooLarge,
+    "queue_full": QueueFull,
+    "internal": InternalServerError,
+    "no_leader": ServiceUnavailable,
+    "not_leader": ServiceUnavailable,
+    "overloaded": ServiceUnavailable,
+    "timeout": ServiceUnavailable,
+    "not_ready": ServiceUnavailable,
+    "outcome_unknown": ServiceUnavailable,
+}
+
+
+class _RetriesExhausted(RaftQueueError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        reasons: tuple[str, ...] = (),
+        last_problem: ApiError | None = None,
+    ) -> None:
+        detail = message
+        if reasons:
+            detail += " [" + "; ".join(reasons) + "]"
+        super().__init__(detail)
+        #: How many times the request was sent (redirect hops do not count).
+        self.attempts = attempts
+        #: One line per failed attempt, oldest first: which node, and what went wrong.
+        self.reasons = reasons
+        #: The last problem a server answered with, if any attempt got one.
+        self.last_problem = last_problem
+
+
+class UnavailableError(_RetriesExhausted):
+    """Every attempt failed in a way that proves nothing was applied (connection refused, no leader,
+    overloaded, ...), and the attempts ran out. Sending the request again later is safe."""
+
+
+class OutcomeUnknownError(_RetriesExhausted):
+    """The attempts ran out and at least one of them may have been applied: the operation may or may not
+    have happened. This is *not* a failure of the operation.
+
+    For an enqueue, resend with the same idempotency key(s) (``idempotency_key`` / ``idempotency_keys``) and
+    the answer (``duplicate`` or new) is the truth. For a receive, messages may have been leased: they become
+    ready again when their visibility timeout runs out.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        reasons: tuple[str, ...] = (),
+        last_problem: ApiError | None = None,
+        idempotency_keys: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, attempts=attempts, reasons=reasons, last_problem=last_problem)
+        #: Every idempotency key the request carried, in message order (empty for non-enqueue operations).
+        self.idempotency_keys = idempotency_keys
+
+    @property
+    def idempotency_key(self) -> str | None:
+        """The key of a single-message enqueue (``None`` for other operations; for a batch, the first key)."""
+        return self.idempotency_keys[0] if self.idempotency_keys else None
+
+
+class ProtocolError(RaftQueueError):
+    """The server's answer is not the API: bad JSON, a missing field, an unexpected status, a redirect without
+    a ``Location``."""
+
+    def __init__(self, message: str, *, status: int | None = None, node_url: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.node_url = node_url
+
+
+class ClientClosedError(RaftQueueError):
+    """The client was used after ``close()``."""
+
+
+def error_from_problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    retry: str | None = None,
+    title: str | None = None,
+    outcome: str | None = None,
+    retry_after_s: float | None = None,
+    node_url: str | None = None,
+) -> ApiError:
+    """The exception for one problem answer: the class is chosen by ``code`` alone."""
+    cls = CODE_TO_ERROR.get(code, ApiError)
+    return cls(
+        status,
+        code,
+        detail,
+        field=field,
+        retry=retry,
+        title=title,
+        outcome=outcome,
+        retry_after_s=retry_after_s,
+        node_url=node_url,
+    )

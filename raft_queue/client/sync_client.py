@@ -1,0 +1,211 @@
+"""``Client``: the blocking twin of ``AsyncClient``.
+
+It runs its own event loop in a background thread and hands each call to it, so it works from any thread,
+including from code that already runs an event loop elsewhere (the call blocks that thread, as any blocking
+call does). Same methods, same errors, same retry rules as ``AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from raft_queue.client.async_client import AsyncClient, Receipts
+from raft_queue.client.errors import ClientClosedError
+from raft_queue.client.models import (
+    BatchEnqueueResult,
+    ClusterStatus,
+    Consistency,
+    CreateQueueResult,
+    DeleteQueueResult,
+    EnqueueResult,
+    OutgoingMessage,
+    QueueInfo,
+    ReceivedMessage,
+    SettleResult,
+)
+from raft_queue.client.transport import RetryEvent
+
+T = TypeVar("T")
+
+
+class Client:
+    """A blocking client for a raft-queue cluster. Use it as ``with Client([...]) as client:`` or call
+    ``close()``, which stops its thread. ``on_retry`` runs on the client's thread."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        max_attempts: int = 8,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+    ) -> None:
+        # Built first: bad arguments raise before a thread exists.
+        self._async = AsyncClient(
+            urls,
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            on_retry=on_retry,
+        )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="raft-queue-client", daemon=True)
+        self._thread.start()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._closed:
+                coro.close()
+                raise ClientClosedError("the client is closed")
+            if threading.current_thread() is self._thread:
+                coro.close()
+                raise RuntimeError("a Client method was called from its own event loop thread (use AsyncClient)")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError as exc:
+            if self._closed:
+                raise ClientClosedError("the client was closed while the call was running") from exc
+            raise
+        except BaseException:
+            future.cancel()  # interrupted (e.g. KeyboardInterrupt): do not leave the call running
+            raise
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the session, cancels calls still running and stops the thread. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if threading.current_thread() is not self._thread:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if threading.current_thread() is not self._thread:
+                self._thread.join()
+                self._loop.close()
+
+    async def _shutdown(self) -> None:
+        await self._async.close()
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._loop.shutdown_asyncgens()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._async.urls
+
+    @property
+    def preferred_url(self) -> str:
+        return self._async.preferred_url
+
+    # --- the API (see AsyncClient for each method's contract) ---------------------------------------------
+
+    def create_queue(
+        self,
+        name: str,
+        *,
+        visibility_timeout_s: float | None = None,
+        max_deliveries: int | None = None,
+        dead_letter_queue: str | None = None,
+        max_length: int | None = None,
+        dedup_window_s: float | None = None,
+        max_message_bytes: int | None = None,
+    ) -> CreateQueueResult:
+        return self._call(
+            self._async.create_queue(
+                name,
+                visibility_timeout_s=visibility_timeout_s,
+                max_deliveries=max_deliveries,
+                dead_letter_queue=dead_letter_queue,
+                max_length=max_length,
+                dedup_window_s=dedup_window_s,
+                max_message_bytes=max_message_bytes,
+            )
+        )
+
+    def get_queue(self, name: str, *, consistency: Consistency = "linearizable") -> QueueInfo:
+        return self._call(self._async.get_queue(name, consistency=consistency))
+
+    def list_queues(self, *, consistency: Consistency = "linearizable") -> list[QueueInfo]:
+        return self._call(self._async.list_queues(consistency=consistency))
+
+    def delete_queue(self, name: str) -> DeleteQueueResult:
+        return self._call(self._async.delete_queue(name))
+
+    def enqueue(
+        self,
+        queue: str,
+        body: str,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        delay_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> EnqueueResult:
+        return self._call(
+            self._async.enqueue(queue, body, attributes=attributes, delay_s=delay_s, idempotency_key=idempotency_key)
+        )
+
+    def enqueue_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> BatchEnqueueResult:
+        return self._call(self._async.enqueue_batch(queue, messages))
+
+    def receive(
+        self,
+        queue: str,
+        *,
+        max_messages: int = 1,
+        visibility_timeout_s: float | None = None,
+        wait_s: float = 0,
+    ) -> list[ReceivedMessage]:
+        return self._call(
+            self._async.receive(
+                queue, max_messages=max_messages, visibility_timeout_s=visibility_timeout_s, wait_s=wait_s
+            )
+        )
+
+    def ack(self, queue: str, receipts: Receipts) -> list[SettleResult]:
+        return self._call(self._async.ack(queue, receipts))
+
+    def nack(self, queue: str, receipts: Receipts, *, delay_s: float | None = None) -> list[SettleResult]:
+        return self._call(self._async.nack(queue, receipts, delay_s=delay_s))
+
+    def extend(self, queue: str, receipts: Receipts, *, visibility_timeout_s: float) -> list[SettleResult]:
+        return self._call(self._async.extend(queue, receipts, visibility_timeout_s=visibility_timeout_s))
+
+    def cluster(self) -> ClusterStatus:
+        return self._call(self._async.cluster())
+
+    def leader_url(self) -> str | None:
+        return self._call(self._async.leader_url())

@@ -1,0 +1,115 @@
+"""The JSON of docs/http-api.md: response envelopes, the problem document, and decoding that turns anything
+malformed into ``ProtocolError``."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+
+from raft_queue.client.errors import ApiError, ProtocolError, error_from_problem
+from raft_queue.client.models import QueueInfo, ReceivedMessage, SettleResult
+
+T = TypeVar("T")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(value: object) -> bytes:
+    return _encoder.encode(value)
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """An RFC 9457 problem document as the API fills it."""
+
+    code: str
+    status: int | None = None
+    type: str | None = None
+    title: str | None = None
+    detail: str | None = None
+    retry: str | None = None
+    field: str | None = None
+    outcome: str | None = None
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """The server says a write may or may not have committed."""
+        return self.retry == "same_idempotency_key" or self.outcome == "unknown" or self.code == "outcome_unknown"
+
+    def to_error(self, status: int, *, retry_after_s: float | None, node_url: str | None) -> ApiError:
+        return error_from_problem(
+            status,
+            self.code,
+            self.detail or self.title or self.code,
+            field=self.field,
+            retry=self.retry,
+            title=self.title,
+            outcome=self.outcome,
+            retry_after_s=retry_after_s,
+            node_url=node_url,
+        )
+
+
+def parse_problem(content_type: str, body: bytes) -> Problem | None:
+    """The problem in an error answer, or ``None`` when the body is not one (a proxy's HTML page, nothing)."""
+    if content_type not in (PROBLEM_CONTENT_TYPE, "application/json") or not body:
+        return None
+    try:
+        return msgspec.json.decode(body, type=Problem)
+    except msgspec.MsgspecError:
+        return None
+
+
+def decode(body: bytes, into: type[T], *, status: int, node_url: str | None) -> T:
+    """Decodes a success body; anything that is not the documented shape is a ``ProtocolError``."""
+    try:
+        return msgspec.json.decode(body, type=into)
+    except msgspec.MsgspecError as exc:
+        raise ProtocolError(
+            f"{node_url or 'server'} answered {status} with a body that is not the API's: {exc}",
+            status=status,
+            node_url=node_url,
+        ) from exc
+
+
+# --- Response envelopes (success bodies that are not returned as they are) ---------------------------------
+
+
+class QueueList(msgspec.Struct, frozen=True):
+    queues: tuple[QueueInfo, ...]
+
+
+class Deleted(msgspec.Struct, frozen=True):
+    deleted: bool
+    commit_index: int
+
+
+class Enqueued(msgspec.Struct, frozen=True):
+    message_id: str
+    seq: int
+    duplicate: bool
+    commit_index: int
+
+
+class BatchItem(msgspec.Struct, frozen=True):
+    message_id: str
+    seq: int
+    duplicate: bool
+
+
+class BatchEnqueued(msgspec.Struct, frozen=True):
+    messages: tuple[BatchItem, ...]
+    commit_index: int
+
+
+class Received(msgspec.Struct, frozen=True):
+    messages: tuple[ReceivedMessage, ...]
+    #: Tolerated as absent: a long poll that found nothing may not have gone through the log.
+    commit_index: int | None = None
+
+
+class Settled(msgspec.Struct, frozen=True):
+    results: tuple[SettleResult, ...]
+    commit_index: int
