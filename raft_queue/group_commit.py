@@ -16,7 +16,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON
 
-from api.backend import Applied, OutcomeUnknown, Overloaded
+from api.backend import Applied, OutcomeUnknown, Overloaded, ReplicationError
 from raft_queue.failures import failure_for
 from state_machine.commands import Command, Entry, encode_entry
 from state_machine.machine import Applied as EntryApplied
@@ -111,7 +111,13 @@ class GroupCommitter:
             def done(result: Any, reason: int, batch: list[_Pending] = batch) -> None:
                 self._loop.call_soon_threadsafe(self._settle, batch, result, reason)
 
-            self._propose(data, done)
+            try:
+                self._propose(data, done)
+            except ReplicationError as exc:  # refused before anything was proposed
+                self._inflight -= 1
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
 
     def _settle(self, batch: list[_Pending], result: Any, reason: int) -> None:
         self._inflight -= 1

@@ -24,6 +24,7 @@ import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.transport import TCPTransport
 
+from api.backend import NoLeader
 from raft_queue.journal import DurableJournal, JournalFailed
 from state_machine.commands import UnsupportedVersion
 from state_machine.machine import Applied, QueueStateMachine
@@ -104,6 +105,17 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         return applied
 
     def propose(self, data: bytes, callback: Callable[[Any, int], None]) -> None:
-        """Queues one log entry; ``callback(result, fail_reason)`` runs on the tick thread."""
+        """Queues one log entry; ``callback(result, fail_reason)`` runs on the tick thread.
+
+        Raises ``NoLeader`` (nothing proposed) when no leader is known, or when the known leader is another node
+        this one has no connection to: pysyncobj would send the command into the void and never call back (a
+        node cut off from every peer never even starts an election), so the client would wait out its whole
+        timeout for an unknown outcome where a definite "not proposed" is the truth.
+        """
+        leader = self._getLeader()
+        if leader is None:
+            raise NoLeader("no Raft leader is known (election in progress or no quorum)")
+        if leader != self.selfNode and not self.isNodeConnected(leader):
+            raise NoLeader(f"the last known leader ({leader.address}) is unreachable from this node")
         command = pickle.dumps((self._apply_id, (data,)), protocol=pickle.HIGHEST_PROTOCOL)
         self._applyCommand(command, callback, _REGULAR_COMMAND)
