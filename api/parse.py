@@ -223,9 +223,13 @@ def receive(queue: str, obj: Mapping[str, object]) -> ReceiveRequest:
     return ReceiveRequest(Receive(queue, max_messages, visibility_ms), float(wait_s))
 
 
+#: Receipts are 43 characters today; the bound leaves room for a future format and keeps entries small.
+MAX_RECEIPT_LEN = 256
+
+
 def _receipts(obj: Mapping[str, object]) -> list[str]:
     items = as_list(require(obj, "receipts"), "receipts", min_len=1, max_len=MAX_RECEIPTS)
-    return [as_str(item, f"receipts[{i}]") for i, item in enumerate(items)]
+    return [as_str(item, f"receipts[{i}]", min_len=1, max_len=MAX_RECEIPT_LEN) for i, item in enumerate(items)]
 
 
 def ack(queue: str, obj: Mapping[str, object]) -> Ack:

@@ -21,23 +21,40 @@ from raft_queue.failures import failure_for
 from state_machine.commands import Command, Entry, encode_entry
 from state_machine.machine import Applied as EntryApplied
 
+#: How long after the last waiter of an entry gave up the committer frees its slot (a late callback is ignored).
+ABANDON_GRACE_S = 0.0
+
 Propose = Callable[[bytes, Callable[[Any, int], None]], None]
 
 
 class _Pending:
-    __slots__ = ("future", "op", "size")
+    __slots__ = ("deadline", "future", "op", "size")
 
-    def __init__(self, op: Command, size: int, future: asyncio.Future[Applied]) -> None:
+    def __init__(self, op: Command, size: int, future: asyncio.Future[Applied], deadline: float) -> None:
         self.op = op
         self.size = size
         self.future = future
+        self.deadline = deadline
+
+
+class _Batch:
+    """One proposed entry. ``settled`` once its callback came, or once every waiter gave up on it."""
+
+    __slots__ = ("items", "settled")
+
+    def __init__(self, items: list[_Pending]) -> None:
+        self.items = items
+        self.settled = False
 
 
 def _estimate(op: Command) -> int:
-    messages = getattr(op, "messages", None)
-    if messages is None:
-        return 64
-    return 64 + sum(len(m.body) + 96 for m in messages)
+    """An upper-bound-ish size of the op's encoding: what it carries, plus framing."""
+    size = 64 + len(getattr(op, "queue", "") or getattr(op, "name", ""))
+    for m in getattr(op, "messages", ()):
+        size += 64 + len(m.body) + len(m.message_id) + len(m.idempotency_key or "") + len(m.fingerprint)
+        size += sum(len(k) + len(v) + 8 for k, v in m.attributes.items())
+    size += sum(len(r) + 4 for r in getattr(op, "receipts", ()))
+    return size
 
 
 def _consume(f: asyncio.Future[Applied]) -> None:
@@ -70,11 +87,12 @@ class GroupCommitter:
         self._scheduled = False
         self.entries_proposed = 0
         self.ops_proposed = 0
+        self.entries_abandoned = 0
 
     async def submit(self, op: Command, timeout: float) -> Applied:
         if len(self._pending) >= self._max_pending:
             raise Overloaded("too many operations waiting to be proposed")
-        item = _Pending(op, _estimate(op), self._loop.create_future())
+        item = _Pending(op, _estimate(op), self._loop.create_future(), self._loop.time() + timeout)
         item.future.add_done_callback(_consume)
         self._pending.append(item)
         self._schedule()
@@ -104,22 +122,45 @@ class GroupCommitter:
                 batch.append(self._pending.popleft())
                 size += nxt.size
             data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
+            entry = _Batch(batch)
             self._inflight += 1
             self.entries_proposed += 1
             self.ops_proposed += len(batch)
 
-            def done(result: Any, reason: int, batch: list[_Pending] = batch) -> None:
-                self._loop.call_soon_threadsafe(self._settle, batch, result, reason)
+            def done(result: Any, reason: int, entry: _Batch = entry) -> None:
+                self._loop.call_soon_threadsafe(self._settle, entry, result, reason)
 
             try:
                 self._propose(data, done)
             except ReplicationError as exc:  # refused before anything was proposed
+                entry.settled = True
                 self._inflight -= 1
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)
+                continue
+            # pysyncobj can lose a callback (a forwarded command on a dropped connection is answered only if the
+            # leader changes). Once every waiter has given up, free the slot so one lost callback cannot
+            # stall every later write.
+            give_up_at = max(p.deadline for p in batch) + ABANDON_GRACE_S
+            self._loop.call_at(give_up_at, self._abandon, entry)
 
-    def _settle(self, batch: list[_Pending], result: Any, reason: int) -> None:
+    def _abandon(self, entry: _Batch) -> None:
+        if entry.settled:
+            return
+        entry.settled = True
+        self._inflight -= 1
+        self.entries_abandoned += 1
+        for p in entry.items:
+            if not p.future.done():
+                p.future.set_exception(OutcomeUnknown("no result from the Raft layer; the operation may still commit"))
+        self._schedule()
+
+    def _settle(self, entry: _Batch, result: Any, reason: int) -> None:
+        if entry.settled:  # abandoned earlier: its waiters already got 'outcome unknown'
+            return
+        entry.settled = True
+        batch = entry.items
         self._inflight -= 1
         if reason == FAIL_REASON.SUCCESS and isinstance(result, EntryApplied):
             if len(result.results) == len(batch):

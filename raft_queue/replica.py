@@ -36,7 +36,7 @@ _FLUSH_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "r
 _REGULAR_COMMAND = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
 
 #: Exit codes of a node that stops itself rather than diverge, lie about durability, or serve corrupt data.
-EXIT_NEWER_LOG = 3
+EXIT_NEWER_LOG = 75
 EXIT_APPLY_FAILED = 70
 EXIT_JOURNAL_FAILED = 74
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from raft_queue.journal import DurableJournal
 from state_machine.machine import QueueStateMachine
-from state_machine.snapshot import SnapshotCorrupt, read_header
+from state_machine.snapshot import SnapshotCorrupt, read_header, verify
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,26 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def read_verified(path: str) -> tuple[int, Any]:
+    """(state index, pysyncobj's meta tuple) of a snapshot whose whole-file checksum was verified first.
+
+    Raises SnapshotCorrupt for any damage, including metadata that no longer unpickles to the expected shape."""
+    verify(path)
+    applied, raw = read_header(path)
+    try:
+        meta = pickle.loads(raw)
+        last, prev = meta[0], meta[1]
+        int(last[1]), int(prev[1])
+    except Exception as exc:  # a checksum collision or a bug: never trust it
+        raise SnapshotCorrupt(f"{path}: snapshot metadata is unreadable ({exc!r})") from exc
+    return applied, meta
+
+
 def snapshot_last_index(path: str) -> int:
-    """The Raft index a snapshot file covers (0 when there is none)."""
+    """The Raft index a snapshot file covers (0 when there is none). Raises SnapshotCorrupt."""
     if not os.path.exists(path):
         return 0
-    _, meta = read_header(path)
-    last_entry = pickle.loads(meta)[0]
-    return int(last_entry[1])
+    return int(read_verified(path)[1][0][1])
 
 
 def _align_journal(journal: DurableJournal, last: Any, prev: Any) -> None:
@@ -73,14 +86,13 @@ def make_hooks(
         try:
             fsync_path(path)
             fsync_path(os.path.dirname(os.path.abspath(path)))
-            applied_in_dump, raw = read_header(path)
-            meta = pickle.loads(raw)
+            applied_in_dump, meta = read_verified(path)
             if machine.restoring or machine.applied_index < applied_in_dump:
                 log.info("loading snapshot (state index %d > local %d)", applied_in_dump, machine.applied_index)
                 machine.restore(path)
             _align_journal(journal, meta[0], meta[1])
             return meta
-        except (SnapshotCorrupt, OSError, pickle.UnpicklingError, IndexError, TypeError) as exc:
+        except (SnapshotCorrupt, OSError) as exc:
             log.critical("stopping: snapshot %s cannot be used: %s", path, exc)
             os._exit(EXIT_CORRUPT_SNAPSHOT)
 
