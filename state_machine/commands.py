@@ -113,8 +113,8 @@ def decode_entry(data: bytes) -> Entry:
         raise CodecError(f"unknown codec version {version}")
     try:
         return _decoder.decode(data[1:])
-    except msgspec.DecodeError as exc:
-        raise CodecError(str(exc)) from exc
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: e.g. invalid UTF-8 in a string field
+        raise CodecError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def fingerprint(body: bytes, attributes: dict[str, str], delay_ms: int) -> bytes:

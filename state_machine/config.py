@@ -10,7 +10,7 @@ import re
 
 import msgspec
 
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # always fullmatch: "$" accepts a final "\n"
 
 DEFAULT_VISIBILITY_TIMEOUT_MS = 30_000
 MAX_VISIBILITY_TIMEOUT_MS = 12 * 3600 * 1000  # SQS's cap: 12 h
@@ -48,7 +48,7 @@ class ConfigError(ValueError):
 
 
 def check_queue_name(name: str, field: str = "queue") -> None:
-    if not QUEUE_NAME_RE.match(name):
+    if not QUEUE_NAME_RE.fullmatch(name):
         raise ConfigError(
             field, "must be 1-128 characters of letters, digits, '_', '.' or '-', starting with a letter or digit"
         )

@@ -44,6 +44,8 @@ from state_machine.timers import touch
 
 #: Idempotency keys forgotten per entry at most: bounds the work one entry can cause.
 DEDUP_SWEEP_LIMIT = 1000
+#: A stamp beyond this (year ~140,000) is clamped, so clock + any allowed duration still fits in a u64 key.
+MAX_CLOCK_MS = 1 << 52
 
 
 class Applied(msgspec.Struct, frozen=True):
@@ -103,7 +105,7 @@ class QueueStateMachine:
             overlay.put(keys.APPLIED, keys.u64(index))
             self._kv.commit(overlay.write_set())
             return Applied(index, [Rejected(ErrorCode.INVALID_ENTRY, str(exc))], frozenset())
-        store = Store(Overlay(self._kv), max(self.clock_ms, entry.now_ms))
+        store = Store(Overlay(self._kv), max(self.clock_ms, min(entry.now_ms, MAX_CLOCK_MS)))
         store.sweep_dedup(store.now_ms, DEDUP_SWEEP_LIMIT)
         results: list[Result] = []
         for op in entry.ops:

@@ -7,6 +7,7 @@ from state_machine.config import ConfigError, validate_config
 from state_machine.records import QueueMeta
 from state_machine.results import ErrorCode, QueueCreated, QueueDeleted, Rejected, Result
 from state_machine.store import Store
+from state_machine.timers import settle_due
 
 
 def create_queue(store: Store, op: CreateQueue) -> Result:
@@ -44,6 +45,8 @@ def delete_queue(store: Store, op: DeleteQueue) -> Result:
             "delete or reconfigure those first",
         )
     if meta.config.dead_letter_queue is not None:
+        # Messages whose last lease already ran out belong to the dead-letter queue: move them before deleting.
+        settle_due(store, op.name)
         store.link_dead_letter(meta.config.dead_letter_queue, op.name, linked=False)
     store.delete_queue(op.name, meta.qid)
     return QueueDeleted()

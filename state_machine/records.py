@@ -74,6 +74,6 @@ def parse_receipt(receipt: str) -> tuple[int, int, int] | None:
         version, qid, seq, delivery = _RECEIPT.unpack(raw)
     except (ValueError, struct.error):
         return None
-    if version != _RECEIPT_VERSION:
-        return None
+    if version != _RECEIPT_VERSION or make_receipt(qid, seq, delivery) != receipt:
+        return None  # only the canonical spelling names a delivery (base64 decoding skips junk characters)
     return int(qid), int(seq), int(delivery)
