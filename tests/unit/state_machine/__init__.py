@@ -1,0 +1,1 @@
+"""Tests of the deterministic queue state machine (``state_machine``)."""
