@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import Cluster, http_json, running_cluster, wait_until
+from tests.cluster.harness import SECRET, Cluster, http_json, running_cluster, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -82,3 +82,27 @@ def test_corrupt_journal_refuses_to_start(tmp_path: Path) -> None:
         assert result.returncode == 3, result.stderr[-2000:]
         assert "refusing to start" in result.stderr and "journal" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_node_with_the_wrong_cluster_secret_cannot_take_part(tmp_path: Path) -> None:
+    """Raft traffic is authenticated with the cluster secret: a member with another secret learns nothing."""
+    cluster = Cluster(tmp_path, 3)
+    try:
+        cluster.start(0)
+        cluster.start(1)
+        impostor = [arg if arg != SECRET else "another-secret-0123456789" for arg in cluster.command(2)]
+        log = open(cluster.nodes[2].log_path, "ab")  # noqa: SIM115 (the child owns it)
+        try:
+            cluster.nodes[2].proc = subprocess.Popen(impostor, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        leader = cluster.wait_for_leader(among=[0, 1])
+        assert http_json(cluster.urls[leader] + "/v1/queues/secret", "PUT", {})[0] == 201
+        # The two real members commit without it; the impostor never learns a leader or any state.
+        wait_until("the impostor to answer HTTP", lambda: cluster.status(2) is not None)
+        st = cluster.status(2)
+        assert st is not None and st["leader_id"] is None and st["applied_index"] <= 1, st
+        assert http_json(cluster.urls[2] + "/readyz")[0] == 503
+        assert http_json(cluster.urls[2] + "/v1/queues?consistency=local")[1] == {"queues": []}
+    finally:
+        cluster.close()
