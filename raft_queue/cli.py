@@ -58,6 +58,12 @@ NODE_OPTIONS = (
         "also snapshot when this long has passed since the last one (default: 600)",
     ),
     _Option(
+        "--raft-dial-via",
+        "ID=HOST:PORT,...",
+        "dial these peers' Raft ports through other addresses, e.g. one proxy per node pair for network fault "
+        "tests (default: none)",
+    ),
+    _Option(
         "--fsync",
         "on|off",
         "fsync the Raft journal before acknowledging (default: on). 'off' is UNSAFE: acknowledged writes "
@@ -165,6 +171,15 @@ def _parse_int(args: argparse.Namespace, environ: Mapping[str, str], flag: str, 
         raise ConfigError(f"{source}: {text!r} is not a whole number") from None
 
 
+def _dial_via(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[tuple[str, tuple[str, int]], ...]:
+    if (found := _lookup(args, environ, "--raft-dial-via")) is None:
+        return ()
+    try:
+        return cfg.parse_dial_via(found[0])
+    except ConfigError as e:
+        raise ConfigError(f"{found[1]}: {e}") from None
+
+
 def _parse_switch(args: argparse.Namespace, environ: Mapping[str, str], flag: str, *, default: bool) -> bool:
     if (found := _lookup(args, environ, flag)) is None:
         return default
@@ -234,6 +249,7 @@ def resolve_node_config(args: argparse.Namespace, environ: Mapping[str, str]) ->
             args, environ, "--snapshot-min-interval-s", cfg.DEFAULT_SNAPSHOT_MIN_INTERVAL_S
         ),
         fsync=_parse_switch(args, environ, "--fsync", default=True),
+        raft_dial_via=_dial_via(args, environ),
     )
 
 

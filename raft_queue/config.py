@@ -49,7 +49,7 @@ def split_host_port(text: str, what: str, *, allow_ipv6: bool = False) -> tuple[
             raise ConfigError(f"{what}: {text!r} is not HOST:PORT")
         return host, _parse_port(port, what)
     host, sep, port = text.rpartition(":")
-    if not sep or not _HOST_RE.match(host):
+    if not sep or not _HOST_RE.fullmatch(host):
         raise ConfigError(f"{what}: {text!r} is not HOST:PORT")
     return host, _parse_port(port, what)
 
@@ -81,7 +81,7 @@ class Peer:
     http_url: str
 
     def __post_init__(self) -> None:
-        if not NODE_ID_RE.match(self.node_id):
+        if not NODE_ID_RE.fullmatch(self.node_id):
             raise ConfigError(
                 f"node id {self.node_id!r} must be 1-63 lowercase letters, digits or '-', "
                 "starting with a letter or digit"
@@ -131,6 +131,17 @@ def check_peers(peers: tuple[Peer, ...]) -> None:
         raise ConfigError(f"a cluster of {size} nodes: a cluster has 1, 3, 5 or 7 members")
 
 
+def parse_dial_via(text: str) -> tuple[tuple[str, tuple[str, int]], ...]:
+    """``ID=HOST:PORT[,...]`` -> ((id, (host, port)), ...)."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        node_id, sep, address = item.partition("=")
+        if not sep:
+            raise ConfigError(f"raft dial via: {item!r} is not ID=HOST:PORT")
+        out.append((node_id, split_host_port(address, f"raft dial via {node_id}")))
+    return tuple(out)
+
+
 def read_secret_file(path: Path) -> str:
     """Read a cluster secret from a file, dropping the trailing newline an editor or ``echo`` adds."""
     try:
@@ -162,6 +173,8 @@ class NodeConfig:
     snapshot_min_interval_s: float = DEFAULT_SNAPSHOT_MIN_INTERVAL_S
     #: UNSAFE when False: the journal is never fsynced (only for the power-loss control experiment).
     fsync: bool = True
+    #: (peer node id, (host, port)): dial that peer's Raft port through this address (a fault-injection proxy).
+    raft_dial_via: tuple[tuple[str, tuple[str, int]], ...] = ()
 
     def __post_init__(self) -> None:
         check_peers(self.peers)
@@ -194,6 +207,9 @@ class NodeConfig:
             raise ConfigError(f"election timeout min: {lo} s must be more than {MIN_ELECTION_TIMEOUT_S} s")
         if lo >= hi:
             raise ConfigError(f"election timeout min ({lo} s) must be less than max ({hi} s)")
+        for peer_id, _ in self.raft_dial_via:
+            if peer_id not in ids or peer_id == self.node_id:
+                raise ConfigError(f"raft dial via: {peer_id!r} is not one of the other peers")
         if self.snapshot_every_entries < 10:
             raise ConfigError(f"snapshot every entries: {self.snapshot_every_entries} must be at least 10")
         if not (math.isfinite(self.snapshot_min_interval_s) and self.snapshot_min_interval_s >= 1):

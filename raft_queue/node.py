@@ -101,8 +101,12 @@ class Node:
             journal=self._journal,
             machine=self.machine,
             on_applied=self._on_applied,
+            dial_via={self._peer_address(node_id): addr for node_id, addr in config.raft_dial_via},
         )
         self.committer = GroupCommitter(self.replica.propose, loop)
+
+    def _peer_address(self, node_id: str) -> str:
+        return next(p.raft_address for p in self._config.peers if p.node_id == node_id)
 
     def _check_consistency(self, journal_file: str, dump_file: str) -> None:
         data_dir = self._config.data_dir

@@ -22,6 +22,8 @@ from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as monotonicTime
+from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
 from api.backend import NoLeader
@@ -60,9 +62,30 @@ _syncobj_module.createJournal = _create_journal
 
 
 class FlushingTransport(TCPTransport):  # type: ignore[misc]
+    """pysyncobj's TCP transport, plus: fsync before acknowledging messages, and optional dial-through
+    addresses (a proxy per node pair, for network fault tests). The peer's identity is unaffected: pysyncobj's
+    first message on a connection carries the dialler's own address."""
+
     def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
         super().__init__(syncObj, selfNode, otherNodes)
         self._journal = _JOURNALS[syncObj.conf.journalFile]
+        self._dial_via: dict[str, tuple[str, int]] = getattr(syncObj, "dial_via", {})
+
+    def _connectIfNecessarySingle(self, node: Any) -> bool:
+        via = self._dial_via.get(getattr(node, "address", ""))
+        if via is None:
+            return bool(super()._connectIfNecessarySingle(node))
+        # Same checks as pysyncobj 0.3.17's implementation; only the dialled address differs.
+        conn = self._connections.get(node)
+        if conn is not None and conn.state != CONNECTION_STATE.DISCONNECTED:
+            return True
+        if not self._shouldConnect(node):
+            return False
+        last = self._lastConnectAttempt.get(node)
+        if last is not None and monotonicTime() - last < self._syncObj.conf.connectionRetryTime:
+            return False
+        self._lastConnectAttempt[node] = monotonicTime()
+        return bool(self._connections[node].connect(*via))
 
     def send(self, node: Any, message: Any) -> bool:
         if message.get("type") in _FLUSH_BEFORE:
@@ -80,7 +103,10 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         journal: DurableJournal,
         machine: QueueStateMachine,
         on_applied: Callable[[Applied], None],
+        dial_via: dict[str, tuple[str, int]] | None = None,
     ) -> None:
+        #: peer raft address -> (host, port) to dial instead (read by FlushingTransport during __init__).
+        self.dial_via = dict(dial_via or {})
         self._machine = machine
         self._on_applied = on_applied
         _JOURNALS[conf.journalFile] = journal

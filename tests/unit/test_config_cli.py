@@ -615,3 +615,21 @@ def test_dev_cluster_stops_on_signal(tmp_path: Path, sig: signal.Signals) -> Non
     node_pid = int(re.search(r"pid (\d+)", "".join(lines)).group(1))  # type: ignore[union-attr]
     with pytest.raises(ProcessLookupError):
         os.kill(node_pid, 0)
+
+
+def test_trailing_newlines_are_not_accepted_in_ids_and_hosts() -> None:
+    with pytest.raises(ConfigError):
+        parse_peers("n1\n=127.0.0.1:7001=http://127.0.0.1:8001")
+    with pytest.raises(ConfigError):
+        parse_peers("n1=127.0.0.1\n:7001=http://127.0.0.1:8001")
+
+
+def test_raft_dial_via_parses_and_names_only_other_peers() -> None:
+    from raft_queue.config import parse_dial_via
+
+    assert parse_dial_via("n2=127.0.0.1:9002, n3=127.0.0.1:9003") == (
+        ("n2", ("127.0.0.1", 9002)),
+        ("n3", ("127.0.0.1", 9003)),
+    )
+    with pytest.raises(ConfigError, match="ID=HOST:PORT"):
+        parse_dial_via("127.0.0.1:9002")
