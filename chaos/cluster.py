@@ -93,6 +93,8 @@ class Cluster:
     size: int = 3
     extra_args: list[str] = field(default_factory=list)
     data_dirs: list[Path] | None = None
+    #: node index -> extra arguments for that node only (e.g. its --raft-dial-via)
+    node_args: dict[int, list[str]] = field(default_factory=dict)
     nodes: list[NodeProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -120,6 +122,7 @@ class Cluster:
             "--data-dir", str(n.data_dir),
             "--cluster-secret", SECRET,
             *self.extra_args,
+            *self.node_args.get(i, []),
         ]  # fmt: skip
 
     def start(self, i: int) -> None:

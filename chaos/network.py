@@ -1,0 +1,76 @@
+"""The Raft network as proxies: one Toxiproxy proxy per node pair, so any partition shape can be cut.
+
+pysyncobj keeps one TCP connection per node pair, dialled by the node whose address is greater (string order).
+Each pair gets a proxy in front of the listening node; the dialling node is told to dial the proxy
+(``--raft-dial-via``). Cutting a pair is a ``timeout`` toxic with timeout 0 (a blackhole) on one or both streams
+of that pair's proxy; existing connections are affected at once, and reconnects through the proxy are too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+from toxiproxy import Toxiproxy
+
+CUT = "cut"
+
+
+@dataclass(frozen=True)
+class Member:
+    node_id: str
+    raft_address: str
+
+
+@dataclass
+class RaftNetwork:
+    api: Toxiproxy
+    members: list[Member]
+    #: (dialler id, listener id) -> proxy
+    proxies: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def setup(self) -> dict[str, str]:
+        """Creates the pair proxies; returns each node's ``--raft-dial-via`` value ('' for none)."""
+        dial: dict[str, list[str]] = {m.node_id: [] for m in self.members}
+        for a, b in combinations(self.members, 2):
+            dialler, listener = (a, b) if a.raft_address > b.raft_address else (b, a)
+            proxy = self.api.create(upstream=listener.raft_address, name=f"raft-{dialler.node_id}-{listener.node_id}")
+            self.proxies[(dialler.node_id, listener.node_id)] = proxy
+            dial[dialler.node_id].append(f"{listener.node_id}={proxy.listen}")
+        return {node: ",".join(items) for node, items in dial.items()}
+
+    def _proxy(self, a: str, b: str) -> tuple[Any, bool]:
+        """The pair's proxy, and whether ``a`` is its dialler (so a->b traffic is its upstream stream)."""
+        if (a, b) in self.proxies:
+            return self.proxies[(a, b)], True
+        return self.proxies[(b, a)], False
+
+    def cut(self, a: str, b: str, *, one_way: bool = False) -> None:
+        """Drops traffic between a and b; with ``one_way``, only what a sends to b."""
+        proxy, a_dials = self._proxy(a, b)
+        streams = ["upstream" if a_dials else "downstream"]
+        if not one_way:
+            streams = ["upstream", "downstream"]
+        existing = {t for t in proxy.toxics()}
+        for stream in streams:
+            name = f"{CUT}_{stream}"
+            if name not in existing:
+                proxy.add_toxic(type="timeout", stream=stream, name=name, attributes={"timeout": 0})
+
+    def isolate(self, node: str) -> None:
+        for m in self.members:
+            if m.node_id != node:
+                self.cut(node, m.node_id)
+
+    def partition(self, groups: Iterable[Iterable[str]]) -> None:
+        """Cuts every pair whose nodes are in different groups."""
+        where = {node: i for i, group in enumerate(groups) for node in group}
+        for a, b in combinations(self.members, 2):
+            if where.get(a.node_id) != where.get(b.node_id):
+                self.cut(a.node_id, b.node_id)
+
+    def heal(self) -> None:
+        """Removes every toxic (and re-enables every proxy)."""
+        self.api.reset()
