@@ -42,6 +42,7 @@ def create_app(
             web.get("/healthz", handlers_cluster.healthz),
             web.get("/readyz", handlers_cluster.readyz),
             web.get("/v1/cluster", handlers_cluster.cluster),
+            web.get("/v1/cluster/digest", handlers_cluster.digest),
             web.get("/v1/queues", handlers_queues.list_queues),
             web.put("/v1/queues/{queue}", handlers_queues.put_queue),
             web.get("/v1/queues/{queue}", handlers_queues.get_queue),

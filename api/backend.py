@@ -17,7 +17,7 @@ from typing import Protocol
 import msgspec
 
 from state_machine.commands import Command
-from state_machine.results import QueueInfo, Result
+from state_machine.results import QueueInfo, Result, StateDigest
 
 
 class ReplicationError(Exception):
@@ -102,6 +102,10 @@ class Backend(Protocol):
     def list_queues(self) -> list[QueueInfo]: ...
 
     def cluster_status(self) -> ClusterStatus: ...
+
+    def state_digest(self) -> StateDigest:
+        """A fingerprint of this node's applied state (to check that replicas agree)."""
+        ...
 
     async def wait_for_activity(self, queue: str, timeout: float) -> None:
         """Returns when something changed on ``queue`` on this node (an enqueue, a nack, a lease or delay that

@@ -13,6 +13,15 @@ async def cluster(request: web.Request) -> web.Response:
     return render.json_response(render.cluster_status(context(request).backend.cluster_status()))
 
 
+async def digest(request: web.Request) -> web.Response:
+    """This node's applied index and a SHA-256 of its whole state: replicas at the same index must agree."""
+    backend = context(request).backend
+    d = backend.state_digest()
+    return render.json_response(
+        {"node_id": backend.node_id, "applied_index": d.applied_index, "digest": d.digest, "keys": d.keys}
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return render.json_response({"status": "ok"})
 

@@ -28,7 +28,7 @@ from raft_queue.snapshots import make_hooks, snapshot_last_index
 from state_machine.commands import Barrier, Command
 from state_machine.machine import Applied as EntryApplied
 from state_machine.machine import QueueStateMachine
-from state_machine.results import QueueInfo
+from state_machine.results import QueueInfo, StateDigest
 from state_machine.rocks import RocksKV
 from state_machine.snapshot import SnapshotCorrupt
 
@@ -140,6 +140,9 @@ class Node:
 
     def list_queues(self) -> list[QueueInfo]:
         return self.machine.list_queues()
+
+    def state_digest(self) -> StateDigest:
+        return self.machine.digest()
 
     async def wait_for_activity(self, queue: str, timeout: float) -> None:
         fut: asyncio.Future[None] = self._loop.create_future()

@@ -16,6 +16,7 @@ Contract (the rules every replica relies on):
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import msgspec
@@ -38,7 +39,15 @@ from state_machine.kv import KV, Overlay
 from state_machine.message_ops import enqueue, receive, settle
 from state_machine.queue_ops import create_queue, delete_queue
 from state_machine.records import QueueMeta
-from state_machine.results import BarrierPassed, ErrorCode, QueueCounts, QueueInfo, Rejected, Result
+from state_machine.results import (
+    BarrierPassed,
+    ErrorCode,
+    QueueCounts,
+    QueueInfo,
+    Rejected,
+    Result,
+    StateDigest,
+)
 from state_machine.store import Store
 from state_machine.timers import touch
 
@@ -128,6 +137,16 @@ class QueueStateMachine:
         """Replaces the whole state with the snapshot at ``path`` (verified first)."""
         with self.lock:
             snapshot.restore(self._kv, path)
+
+    def digest(self) -> StateDigest:
+        """SHA-256 over the whole store in key order (O(store); for checks that replicas agree)."""
+        with self.lock:
+            h = hashlib.sha256()
+            n = 0
+            for k, v in self._kv.scan(b"", b"\xff"):
+                h.update(len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v)
+                n += 1
+            return StateDigest(applied_index=self.applied_index, digest=h.hexdigest(), keys=n)
 
     # reads
     def _view(self) -> Store:

@@ -101,3 +101,11 @@ class QueueInfo(msgspec.Struct, frozen=True):
     config: QueueConfig
     counts: QueueCounts
     created_at_ms: int
+
+
+class StateDigest(msgspec.Struct, frozen=True):
+    """A fingerprint of a replica's whole state: equal applied indexes must mean equal digests."""
+
+    applied_index: int
+    digest: str  # SHA-256 hex over every key and value, in key order
+    keys: int

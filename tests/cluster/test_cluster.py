@@ -204,3 +204,22 @@ def test_bad_input_is_refused_and_the_node_keeps_serving(cluster: Cluster) -> No
             assert b"Traceback" not in err.value.read()
     assert http_json(url + "/v1/queues")[1] == {"queues": []}
     assert http_json(url + "/healthz")[0] == 200
+
+
+def test_every_replica_applies_the_same_state(cluster: Cluster) -> None:
+    """hashicorp/raft's EnsureSame, from outside: equal applied index, equal state digest on every node."""
+    urls = cluster.urls
+    assert http_json(urls[0] + "/v1/queues/same", "PUT", {"visibility_timeout_s": 5})[0] == 201
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda i: enqueue_with_retry(urls, "same", f"b{i}", f"k{i}"), range(60)))
+    got = http_json(urls[1] + "/v1/queues/same/receive", "POST", {"max_messages": 20})[1]["messages"]
+    http_json(urls[2] + "/v1/queues/same/ack", "POST", {"receipts": [m["receipt"] for m in got[:10]]})
+
+    def same() -> list[dict[str, Any]] | None:
+        digests = [http_json(u + "/v1/cluster/digest")[1] for u in urls]
+        first = digests[0]
+        ok = all(d["applied_index"] == first["applied_index"] and d["digest"] == first["digest"] for d in digests)
+        return digests if ok else None
+
+    digests = wait_until("every node to report the same applied index and digest", same, timeout=20)
+    assert digests[0]["keys"] > 60

@@ -30,6 +30,7 @@ from state_machine.results import (
     Result,
     Settled,
     SettleOutcome,
+    StateDigest,
 )
 
 #: op -> result; may raise a ``ReplicationError`` (or anything else, to simulate a bug).
@@ -133,6 +134,9 @@ class FakeBackend:
 
     def cluster_status(self) -> ClusterStatus:
         return self.status
+
+    def state_digest(self) -> StateDigest:
+        return StateDigest(applied_index=self.commit_index, digest="ab" * 32, keys=3)
 
     async def wait_for_activity(self, queue: str, timeout: float) -> None:
         self.wait_calls.append(timeout)

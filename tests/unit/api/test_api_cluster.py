@@ -171,3 +171,13 @@ async def test_bad_redirect_value_is_400() -> None:
     async with serve(fake) as client:
         response = await client.get("/v1/queues?redirect=maybe")
         assert (await problem(response, 400, "invalid_request"))["field"] == "redirect"
+
+
+@async_test
+async def test_digest_reports_this_nodes_state_fingerprint() -> None:
+    fake = FakeBackend("n2", status=follower_status("n2"))
+    async with serve(fake) as client:
+        response = await client.get("/v1/cluster/digest")
+        assert response.status == 200
+        body = await response.json()
+    assert body == {"node_id": "n2", "applied_index": fake.commit_index, "digest": "ab" * 32, "keys": 3}

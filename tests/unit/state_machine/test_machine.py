@@ -784,3 +784,19 @@ def test_the_same_entries_give_byte_identical_stores() -> None:
         workload.observe(a)
         assert one.kv.items() == two.kv.items()
     assert len(one.kv.items()) > 10
+
+
+def test_digest_is_equal_for_equal_histories_and_differs_otherwise() -> None:
+    from state_machine.commands import Entry, encode_entry
+
+    entries = [
+        encode_entry(Entry(1000, [CreateQueue("q", QueueConfig())])),
+        encode_entry(Entry(1001, [Enqueue("q", [NewMessage("m1", b"a", {}, 0, None, b"")])])),
+    ]
+    a, b = QueueStateMachine(MemoryKV()), QueueStateMachine(MemoryKV())
+    for i, e in enumerate(entries, start=1):
+        a.apply(i, e)
+        b.apply(i, e)
+    assert a.digest() == b.digest() and a.digest().applied_index == 2
+    b.apply(3, encode_entry(Entry(1002, [Receive("q", 1)])))
+    assert b.digest().digest != a.digest().digest
