@@ -1,0 +1,153 @@
+"""Availability: after each fault starts (and after it stops), how long until a write succeeds again.
+
+For every nemesis ``start-fault`` and ``stop-fault`` event, the gap is the time from the event to the earliest
+completion of an ok *write* (``enqueue`` or ``ack`` by default) **invoked after** the event (higher ``index``), as
+in ``chaos/failover.py``: a write sent before the fault may have committed before it, so it proves nothing.
+
+Percentiles are nearest-rank (the smallest value with at least p% of the values at or below it); with fewer than
+100 values, p99 is the maximum.
+
+**All-node restart.** For each fault window (start + stop, see :func:`chaos.history.fault_windows`) whose
+description says every node was restarted, the gap from its stop-fault (the nodes are started again; the start if
+it never stopped) to the first ok write is listed in ``all_node_restart_s``. A description says so when it is a
+string, or an object whose ``"kind"``/``"fault"``/``"name"``/``"description"`` value is a string, matching
+:data:`ALL_NODE_RESTART` (e.g. ``"restart-all"``, ``"restart all nodes"``, ``"all-node restart"``), or an object
+with ``"all_nodes": true`` and such a field containing ``"restart"``.
+
+``valid`` iff every fault event is followed by an ok write before the history ends and, when ``max_gap_s`` is
+given, no gap after a *stop-fault* exceeds it (a fault itself may legitimately stop writes: a majority cut).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from chaos.history import (
+    START_FAULT,
+    Event,
+    Json,
+    Operation,
+    as_operations,
+    fault_windows,
+    nemesis_events,
+)
+
+ALL_NODE_RESTART = re.compile(
+    r"restart[-_ ]?all|all[-_ ]?nodes?[-_ ]restart|restart[-_ ]?(of[-_ ])?(every|all)[-_ ]node"
+)
+DEFAULT_WRITES: frozenset[str] = frozenset({"enqueue", "ack"})
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    p50: float | None
+    p99: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class Gap:
+    event_index: int
+    f: str
+    description: Json
+    time: float
+    #: seconds from the event to the first ok write invoked after it; None if there was none
+    seconds: float | None
+
+
+@dataclass(frozen=True)
+class AvailabilityResult:
+    valid: bool
+    fault_events: int
+    after_start: Stats
+    after_stop: Stats
+    overall: Stats
+    all_node_restart_s: list[float | None]
+    gaps: list[Gap]
+    #: fault events with no ok write after them
+    unrecovered: list[Gap] = field(default_factory=list)
+    #: stop-fault gaps over max_gap_s
+    too_slow: list[Gap] = field(default_factory=list)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of a non-empty sequence."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def stats(values: Sequence[float]) -> Stats:
+    if not values:
+        return Stats(0, None, None, None)
+    return Stats(len(values), percentile(values, 50), percentile(values, 99), max(values))
+
+
+def describes_all_node_restart(description: Json) -> bool:
+    if isinstance(description, str):
+        return bool(ALL_NODE_RESTART.search(description.lower()))
+    if isinstance(description, dict):
+        texts = [
+            v.lower() for k in ("kind", "fault", "name", "description") if isinstance(v := description.get(k), str)
+        ]
+        if any(ALL_NODE_RESTART.search(t) for t in texts):
+            return True
+        return description.get("all_nodes") is True and any("restart" in t for t in texts)
+    return False
+
+
+def _first_ok_write_after(event: Event, writes: Sequence[Operation]) -> float | None:
+    # writes are in invoke order: the first invoked after the event is not necessarily the first to complete
+    best: float | None = None
+    for op in writes:
+        if op.invoke.index > event.index and op.completion is not None:
+            done = op.completion.time - event.time
+            best = done if best is None else min(best, done)
+    return best
+
+
+def check_availability(
+    history: Sequence[Event],
+    *,
+    write_fs: Collection[str] = DEFAULT_WRITES,
+    max_gap_s: float | None = None,
+    is_all_node_restart: Callable[[Json], bool] = describes_all_node_restart,
+) -> AvailabilityResult:
+    writes = [op for op in as_operations(history) if op.ok and op.f in write_fs]
+    gaps = [
+        Gap(e.index, e.f, e.value, e.time, _first_ok_write_after(e, writes))
+        for e in nemesis_events(history)
+        if e.f in (START_FAULT, "stop-fault")
+    ]
+    by_index = {g.event_index: g for g in gaps}
+    restart: list[float | None] = []
+    for w in fault_windows(history):
+        if is_all_node_restart(w.start.value) or (w.stop is not None and is_all_node_restart(w.stop.value)):
+            restart.append(by_index[(w.stop or w.start).index].seconds)
+
+    def done(kind: str | None) -> list[float]:
+        return [g.seconds for g in gaps if g.seconds is not None and (kind is None or g.f == kind)]
+
+    unrecovered = [g for g in gaps if g.seconds is None]
+    too_slow = [
+        g
+        for g in gaps
+        if max_gap_s is not None and g.f == "stop-fault" and g.seconds is not None and g.seconds > max_gap_s
+    ]
+    return AvailabilityResult(
+        valid=not unrecovered and not too_slow,
+        fault_events=len(gaps),
+        after_start=stats(done(START_FAULT)),
+        after_stop=stats(done("stop-fault")),
+        overall=stats(done(None)),
+        all_node_restart_s=restart,
+        gaps=gaps,
+        unrecovered=unrecovered,
+        too_slow=too_slow,
+    )
