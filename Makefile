@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit cluster bench clean-data
+.PHONY: run test lint chaos-smoke bench clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ run: $(STAMP)
 
 ## make test: lint, type-check, import contracts, then every test.
 test: $(STAMP) lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/chaos
+
+## make chaos-smoke: every nemesis for ~8 s with all checkers (see tests/chaos/test_chaos_smoke.py).
+chaos-smoke: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check raft_queue api state_machine chaos tests

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from chaos import failover
+from chaos.nemesis import SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,7 +15,18 @@ def main(argv: list[str] | None = None) -> int:
     fo = sub.add_parser("failover", help="kill -9 the leader repeatedly; print time to the first ok write")
     fo.add_argument("--kills", type=int, default=10, help="how many leader kills (default: 10)")
     fo.add_argument("--nodes", type=int, default=3, choices=(3, 5), help="cluster size (default: 3)")
+    rn = sub.add_parser("run", help="run a workload under one nemesis; check the history; exit 0 iff valid")
+    rn.add_argument("--scenario", required=True, choices=SCENARIOS, help="the nemesis")
+    rn.add_argument("--seed", type=int, default=0, help="seeds the nemesis schedule (default: 0)")
+    rn.add_argument("--duration", type=float, default=30.0, help="seconds of workload under faults (default: 30)")
+    rn.add_argument("--out", type=Path, required=True, help="a new directory for the history, report and node logs")
+    rn.add_argument("--nodes", type=int, default=3, choices=(3, 5), help="cluster size (default: 3)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from chaos import runner
+
+        report = runner.run(args.scenario, args.seed, args.duration, args.out, args.nodes)
+        return 0 if report["valid"] is True else 1
     return failover.run(args.kills, args.nodes)
 
 
