@@ -15,6 +15,8 @@ from typing import Any
 
 from toxiproxy import Toxiproxy
 
+from chaos.cluster import Cluster
+
 CUT = "cut"
 
 
@@ -74,3 +76,13 @@ class RaftNetwork:
     def heal(self) -> None:
         """Removes every toxic (and re-enables every proxy)."""
         self.api.reset()
+
+
+def wire(api: Toxiproxy, cluster: Cluster) -> RaftNetwork:
+    """Puts a not-yet-started cluster behind one proxy per node pair; returns the network to cut and heal."""
+    network = RaftNetwork(api, [Member(n.node_id, f"127.0.0.1:{n.raft_port}") for n in cluster.nodes])
+    dial = network.setup()
+    cluster.node_args = {
+        i: ["--raft-dial-via", dial[n.node_id]] for i, n in enumerate(cluster.nodes) if dial[n.node_id]
+    }
+    return network

@@ -40,7 +40,7 @@ from chaos.check_vacuity import check_vacuity
 from chaos.cluster import Cluster, http_json, wait_until
 from chaos.history import HistoryWriter, Json, as_operations, deliveries, read_history
 from chaos.nemesis import SCENARIOS, Nemesis
-from chaos.network import Member, RaftNetwork
+from chaos.network import RaftNetwork, wire
 from chaos.toxiproxy_server import ServerThread
 from chaos.verdict import CheckResult, build_report, format_table
 from chaos.workload import Node, Workload, drain
@@ -161,11 +161,7 @@ def run(
         api = Toxiproxy()
         api.update_api_consumer(server.host, server.port)
         cluster = Cluster(out_dir / "cluster", nodes)
-        network = RaftNetwork(api, [Member(n.node_id, f"127.0.0.1:{n.raft_port}") for n in cluster.nodes])
-        dial = network.setup()
-        cluster.node_args = {
-            i: ["--raft-dial-via", dial[n.node_id]] for i, n in enumerate(cluster.nodes) if dial[n.node_id]
-        }
+        network = wire(api, cluster)
         try:
             cluster.start_all()
             cluster.wait_ready(timeout=60)

@@ -9,7 +9,7 @@ import pytest
 from toxiproxy import Toxiproxy
 
 from chaos.cluster import Cluster, http_json, wait_until
-from chaos.network import Member, RaftNetwork
+from chaos.network import RaftNetwork, wire
 from chaos.toxiproxy_server import ServerThread
 
 pytestmark = pytest.mark.cluster
@@ -21,11 +21,7 @@ def net_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, RaftNetwork]]:
         api = Toxiproxy()
         api.update_api_consumer(server.host, server.port)
         cluster = Cluster(tmp_path, 3)
-        network = RaftNetwork(api, [Member(n.node_id, f"127.0.0.1:{n.raft_port}") for n in cluster.nodes])
-        dial = network.setup()
-        cluster.node_args = {
-            i: ["--raft-dial-via", dial[n.node_id]] for i, n in enumerate(cluster.nodes) if dial[n.node_id]
-        }
+        network = wire(api, cluster)
         try:
             cluster.start_all()
             cluster.wait_ready()
