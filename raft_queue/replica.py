@@ -7,6 +7,10 @@ Three extensions make pysyncobj durable without forking it:
   the leader is durable before it replicates, so its own vote in the commit quorum is safe.
 - A tick callback flushes too, so a single-node cluster (which commits without sending anything) is durable
   before the next tick can commit.
+- pysyncobj logs CRITICAL "truncating already-applied log entries" whenever an append_entries overlaps
+  entries a follower holds, even when it re-adds the very same entries (a leader resending after a
+  ``reset``). Our journal re-adopts identical entries and fails with ``JournalDiverged`` (the node stops)
+  when a committed entry would really be replaced, so that line is a false alarm: it is logged at DEBUG.
 
 There is exactly one replicated method, taking bytes, so method IDs never shift between versions; the command
 codec inside the bytes carries the versioning.
@@ -32,6 +36,20 @@ from state_machine.commands import UnsupportedVersion
 from state_machine.machine import Applied, QueueStateMachine
 
 log = logging.getLogger(__name__)
+
+_FALSE_ALARM = "truncating already-applied log entries"
+
+
+def _demote_truncation_alarm(record: logging.LogRecord) -> bool:
+    """A logger filter for pysyncobj.syncobj: its overlap-truncation CRITICAL becomes DEBUG (see above)."""
+    if record.levelno == logging.CRITICAL and isinstance(record.msg, str) and record.msg.startswith(_FALSE_ALARM):
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return _syncobj_log.isEnabledFor(logging.DEBUG)
+    return True
+
+
+_syncobj_log = logging.getLogger(_syncobj_module.__name__)
+_syncobj_log.addFilter(_demote_truncation_alarm)
 
 _JOURNALS: dict[str, DurableJournal] = {}
 _FLUSH_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from pysyncobj.journal import MemoryJournal
 
 import raft_queue.journal as journal_module
-from raft_queue.journal import DurableJournal, JournalCorrupt, JournalFailed, JournalSummary
+from raft_queue.journal import DurableJournal, JournalCorrupt, JournalDiverged, JournalFailed, JournalSummary
 from raft_queue.journal_format import (
     HEADER_SIZE,
     RECORD_HEADER_SIZE,
@@ -133,22 +133,22 @@ def test_add_refuses_entries_that_could_not_be_reopened(path: str) -> None:
 
 def test_flush_is_one_fdatasync_for_a_batch_and_free_when_clean(path: str, sync_calls: Counter[str]) -> None:
     journal = DurableJournal(path)
-    assert journal.syncs == sync_calls.total() == 2  # creation: the new file and its directory
+    assert journal.syncs == sync_calls.total() == 3  # creation: the new file, its directory, the open-time sync
     sync_calls.clear()
     journal.flush()
-    assert (sync_calls.total(), journal.syncs, journal.dirty) == (0, 2, False)
+    assert (sync_calls.total(), journal.syncs, journal.dirty) == (0, 3, False)
     for idx in range(1, 201):
         journal.add(b"x" * 100, idx, 1)
     assert sync_calls.total() == 0
     assert journal.dirty
     journal.flush()
     assert sync_calls == Counter(fdatasync=1)
-    assert (journal.syncs, journal.dirty) == (3, False)
+    assert (journal.syncs, journal.dirty) == (4, False)
     journal.flush()
     assert sync_calls == Counter(fdatasync=1)
     journal.add(b"y", 201, 1)
     journal.flush()
-    assert (sync_calls, journal.syncs) == (Counter(fdatasync=2), 4)
+    assert (sync_calls, journal.syncs) == (Counter(fdatasync=2), 5)
     journal._destroy()
 
 
@@ -316,17 +316,93 @@ def test_bad_header_is_corruption(path: str, header: bytes) -> None:
 # -- truncation and compaction ---------------------------------------------------------------------------
 
 
-def test_delete_entries_from_truncates_and_syncs_at_once(path: str, sync_calls: Counter[str]) -> None:
+def test_a_conflicting_add_truncates_and_syncs_before_it_writes(path: str, sync_calls: Counter[str]) -> None:
     journal = filled(path, 5)
+    size = os.path.getsize(path)
     keep_until = _record_span(path, 2)[0]
     sync_calls.clear()
     journal.deleteEntriesFrom(2)
-    assert os.path.getsize(path) == keep_until
-    assert (sync_calls, journal.dirty, journal.last_index) == (Counter(fsync=1), False, 2)
-    journal.deleteEntriesFrom(7)  # nothing to delete: no syscall
-    assert sync_calls.total() == 1
+    assert (os.path.getsize(path), sync_calls.total(), journal.last_index, journal.pending) == (size, 0, 2, 3)
+    journal.deleteEntriesFrom(7)  # nothing to delete
+    assert journal.pending == 3
+
+    def size_at_sync(fd: int) -> None:
+        sizes.append(os.fstat(fd).st_size)
+
+    sizes: list[int] = []
+    journal._sync = lambda fd, data_only: size_at_sync(fd)  # type: ignore[method-assign]
     journal.add(b"new leader", 3, 2)
+    assert sizes == [keep_until]  # the truncation was synced before the new record went in
+    assert journal.pending == 0
     assert entries(reopened(journal)) == [(b"command-1", 1, 1), (b"command-2", 2, 1), (b"new leader", 3, 2)]
+
+
+def test_re_added_identical_entries_are_adopted_without_any_write(path: str, sync_calls: Counter[str]) -> None:
+    """pysyncobj truncates on every overlapping append_entries and re-adds the same entries at once."""
+    journal = filled(path, 5)
+    journal.flush()
+    before = Path(path).read_bytes()
+    sync_calls.clear()
+    journal.deleteEntriesFrom(1)
+    for idx in (2, 3, 4):
+        journal.add(b"command-%d" % idx, idx, 1)
+    assert (journal.last_index, journal.pending, journal.dirty) == (4, 1, False)
+    assert Path(path).read_bytes() == before and sync_calls.total() == 0
+    journal.setRaftCommitIndex(4)  # adopted records were durable already: no flush needed
+    assert sync_calls.total() == 0
+    journal.add(b"command-5", 5, 1)
+    assert (journal.pending, entries(journal)) == (0, entries(reopened(filled(path + "2", 5))))
+
+
+def test_a_removed_tail_stays_on_disk_until_overwritten(path: str) -> None:
+    """A power cut between the truncation and the re-add must not lose acknowledged entries: reopening
+    reads the file as if the truncating message had never arrived."""
+    journal = filled(path, 6)
+    journal.flush()
+    journal.deleteEntriesFrom(2)
+    journal.add(b"command-3", 3, 1)  # a shorter resend: entries 4..6 are pending
+    assert (journal.last_index, journal.pending) == (3, 3)
+    assert DurableJournal.scan(path) == JournalSummary(1, 6, 6, 1, 0)
+    assert [e[1] for e in entries(reopened(journal))] == [1, 2, 3, 4, 5, 6]
+
+
+def test_compaction_keeps_the_pending_tail_and_clear_drops_it(path: str) -> None:
+    journal = filled(path, 8)
+    journal.deleteEntriesFrom(5)
+    journal.deleteEntriesTo(2)
+    assert ([e[1] for e in entries(journal)], journal.pending) == ([3, 4, 5], 3)
+    journal.add(b"command-6", 6, 1)  # still adoptable after the rewrite
+    assert (journal.last_index, journal.pending) == (6, 2)
+    assert DurableJournal.scan(path) == JournalSummary(3, 8, 6, 1, 0)
+    journal.deleteEntriesFrom(0)
+    journal.clear()
+    assert (len(journal), journal.pending, DurableJournal.scan(path)) == (0, 0, JournalSummary(0, 0, 0, 0, 0))
+    journal._destroy()
+
+
+def test_replacing_a_committed_entry_stops_the_journal(path: str) -> None:
+    journal = filled(path, 5)
+    journal.setRaftCommitIndex(4)
+    journal.setRaftCommitIndex(2)  # pysyncobj lowers it after its own truncation; committed stays committed
+    journal.deleteEntriesFrom(2)
+    journal.add(b"command-3", 3, 1)
+    with pytest.raises(JournalDiverged, match=r"committed entry 4 .* replaced by one of term 2"):
+        journal.add(b"another leader's entry", 4, 2)
+    with pytest.raises(JournalFailed):
+        journal.flush()  # the node's next message stops it
+    assert DurableJournal.scan(path).last_index == 5  # nothing on disk was touched
+
+
+def test_open_syncs_what_a_killed_process_left_in_the_page_cache(path: str, sync_calls: Counter[str]) -> None:
+    """Entries written but never flushed were never acknowledged; this run may acknowledge them, so they
+    must be durable first (flush() would skip them: the new process has nothing dirty)."""
+    crashed = filled(path, 3)
+    assert crashed.dirty
+    os.close(crashed._fd)  # the process dies: no flush
+    sync_calls.clear()
+    journal = DurableJournal(path)
+    assert (sync_calls.total(), journal.dirty) == (1, False)
+    journal._destroy()
 
 
 def test_compaction_rewrites_the_file(path: str, sync_calls: Counter[str]) -> None:
@@ -385,11 +461,12 @@ def test_set_current_term_is_durable_before_returning(path: str, sync_calls: Cou
     sync_calls.clear()
     journal.setCurrentTerm(3, "127.0.0.1:4321")
     assert sync_calls == Counter(fsync=2)  # meta temp file + directory after the rename
-    assert journal.syncs == 4
+    assert journal.syncs == 5  # creation (3) + the meta file (2)
     again = DurableJournal(path)  # what a power cut right now would find
     assert (again.getCurrentTerm(), again.getVotedForNodeId()) == (3, "127.0.0.1:4321")
+    sync_calls.clear()
     journal.setCurrentTerm(3, "127.0.0.1:4321")
-    assert sync_calls.total() == 2  # unchanged values are already durable
+    assert sync_calls.total() == 0  # unchanged values are already durable
     journal.setCurrentTerm(4, None)
     assert DurableJournal(path).getVotedForNodeId() is None
     for j in (journal, again):
@@ -445,7 +522,8 @@ def test_scan(path: str) -> None:
     journal.add(b"later term", 10, 5)
     journal.deleteEntriesTo(3)
     journal.deleteEntriesFrom(6)
-    assert DurableJournal.scan(path) == JournalSummary(4, 9, 6, 2, 0)
+    journal.add(b"another leader", 10, 6)  # replaces the removed tail
+    assert DurableJournal.scan(path) == JournalSummary(4, 10, 7, 6, 0)
     journal.clear()
     assert DurableJournal.scan(path) == JournalSummary(0, 0, 0, 0, 0)
     journal._destroy()
@@ -455,12 +533,16 @@ def test_scan(path: str) -> None:
 
 
 class JournalAgainstMemoryJournal(RuleBasedStateMachine):
+    """The log pysyncobj sees is its MemoryJournal's; the file also keeps the removed-but-unreplaced tail
+    (``self.removed``, next entry first), which a reopen reads back."""
+
     def __init__(self) -> None:
         super().__init__()
         self.directory = tempfile.mkdtemp(prefix="rq-journal-")
         self.path = os.path.join(self.directory, "journal")
         self.journal = DurableJournal(self.path)
         self.model = MemoryJournal()
+        self.removed: list[tuple[bytes, int, int]] = []
 
     def teardown(self) -> None:
         self.journal._destroy()
@@ -468,16 +550,29 @@ class JournalAgainstMemoryJournal(RuleBasedStateMachine):
 
     @rule(commands=st.lists(st.binary(max_size=24), min_size=1, max_size=4), step=st.integers(0, 2))
     def add(self, commands: list[bytes], step: int) -> None:
-        idx, term = (self.model[-1][1], self.model[-1][2]) if len(self.model) else (step * 7, 0)
+        # index 1 is committed from the start (pysyncobj's initial entry), so the model never replaces it
+        idx, term = (self.model[-1][1], self.model[-1][2]) if len(self.model) else (step * 7 + 1, 0)
         for command in commands:
             idx, term = idx + 1, term + step
-            self.journal.add(command, idx, term)
-            self.model.add(command, idx, term)
+            self._add((command, idx, term))
+
+    @rule(count=st.integers(1, 4))
+    def re_add(self, count: int) -> None:
+        """What pysyncobj does after an overlapping append_entries: the same entries again."""
+        for entry in self.removed[:count]:
+            self._add(entry)
+
+    def _add(self, entry: tuple[bytes, int, int]) -> None:
+        self.journal.add(*entry)
+        self.model.add(*entry)
+        self.removed = self.removed[1:] if self.removed and self.removed[0] == entry else []
 
     @rule(position=st.integers(-3, 12))
     def delete_entries_from(self, position: int) -> None:
+        before = self.model[:]
         self.journal.deleteEntriesFrom(position)
         self.model.deleteEntriesFrom(position)
+        self.removed = before[len(self.model) :] + self.removed
 
     @rule(position=st.integers(-3, 12))
     def delete_entries_to(self, position: int) -> None:
@@ -488,6 +583,7 @@ class JournalAgainstMemoryJournal(RuleBasedStateMachine):
     def clear(self) -> None:
         self.journal.clear()
         self.model.clear()
+        self.removed = []
 
     @rule()
     def flush(self) -> None:
@@ -498,6 +594,9 @@ class JournalAgainstMemoryJournal(RuleBasedStateMachine):
     def reopen(self) -> None:
         self.journal._destroy()
         self.journal = DurableJournal(self.path)
+        for entry in self.removed:
+            self.model.add(*entry)
+        self.removed = []
 
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:
@@ -518,7 +617,8 @@ class JournalAgainstMemoryJournal(RuleBasedStateMachine):
         assert self.journal[:] == expected
         assert self.journal.first_index == (expected[0][1] if expected else 0)
         assert self.journal.last_index == (expected[-1][1] if expected else 0)
-        assert parse_journal(Path(self.path).read_bytes(), self.path).entries == expected
+        assert self.journal.pending == len(self.removed)
+        assert parse_journal(Path(self.path).read_bytes(), self.path).entries == expected + self.removed
 
 
 def test_matches_pysyncobj_memory_journal() -> None:

@@ -7,6 +7,7 @@ its compact pickling, and the fail-stop exits of apply_entry.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import socket
@@ -178,3 +179,20 @@ def test_an_apply_that_raises_stops_the_node_with_70(single: Single, monkeypatch
         single.tick_until(lambda: False, "the exit")
     assert exited.value.code == EXIT_APPLY_FAILED == 70
     assert single.answers == []  # never answered
+
+
+def test_pysyncobj_overlap_truncation_alarm_is_demoted_and_other_criticals_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The journal re-adopts identical entries and stops on a real divergence, so pysyncobj's CRITICAL on every
+    overlapping append_entries is a false alarm; every other CRITICAL line must still reach the log."""
+    syncobj_log = logging.getLogger("pysyncobj.syncobj")
+    with caplog.at_level(logging.INFO):
+        syncobj_log.critical(
+            "truncating already-applied log entries from index %d (last applied: %d) - state machine may have "
+            "diverged from other cluster members",
+            38,
+            38,
+        )
+        syncobj_log.critical("something else went wrong")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("CRITICAL", "something else went wrong")]
