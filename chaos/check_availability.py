@@ -14,8 +14,12 @@ string, or an object whose ``"kind"``/``"fault"``/``"name"``/``"description"`` v
 :data:`ALL_NODE_RESTART` (e.g. ``"restart-all"``, ``"restart all nodes"``, ``"all-node restart"``), or an object
 with ``"all_nodes": true`` and such a field containing ``"restart"``.
 
-``valid`` iff every fault event is followed by an ok write before the history ends and, when ``max_gap_s`` is
-given, no gap after a *stop-fault* exceeds it (a fault itself may legitimately stop writes: a majority cut).
+**Failover** is the gap after each *start-fault* of a fault that leaves a majority running (every window except
+the all-node ones, during which no write can succeed): ``failover`` holds its statistics.
+
+``valid`` iff every fault event is followed by an ok write before the history ends and, when given:
+``max_gap_s``: no gap after a *stop-fault* exceeds it (a fault itself may legitimately stop writes: a majority cut);
+``max_failover_p99_s``: the failover p99 does not exceed it; ``max_restart_s``: no all-node restart takes longer.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class AvailabilityResult:
     valid: bool
     fault_events: int
     after_start: Stats
+    #: after_start without the all-node faults: the time to fail over while a majority runs
+    failover: Stats
     after_stop: Stats
     overall: Stats
     all_node_restart_s: list[float | None]
@@ -72,6 +78,10 @@ class AvailabilityResult:
     unrecovered: list[Gap] = field(default_factory=list)
     #: stop-fault gaps over max_gap_s
     too_slow: list[Gap] = field(default_factory=list)
+    #: the failover p99 when it exceeds max_failover_p99_s
+    failover_too_slow: float | None = None
+    #: all-node restarts over max_restart_s (None: no ok write at all after it)
+    slow_restarts: list[float | None] = field(default_factory=list)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -118,6 +128,8 @@ def check_availability(
     write_fs: Collection[str] = DEFAULT_WRITES,
     max_gap_s: float | None = None,
     is_all_node_restart: Callable[[Json], bool] = describes_all_node_restart,
+    max_failover_p99_s: float | None = None,
+    max_restart_s: float | None = None,
 ) -> AvailabilityResult:
     writes = [op for op in as_operations(history) if op.ok and op.f in write_fs]
     gaps = [
@@ -127,9 +139,11 @@ def check_availability(
     ]
     by_index = {g.event_index: g for g in gaps}
     restart: list[float | None] = []
+    all_node_starts: set[int] = set()
     for w in fault_windows(history):
         if is_all_node_restart(w.start.value) or (w.stop is not None and is_all_node_restart(w.stop.value)):
             restart.append(by_index[(w.stop or w.start).index].seconds)
+            all_node_starts.add(w.start.index)
 
     def done(kind: str | None) -> list[float]:
         return [g.seconds for g in gaps if g.seconds is not None and (kind is None or g.f == kind)]
@@ -140,14 +154,30 @@ def check_availability(
         for g in gaps
         if max_gap_s is not None and g.f == "stop-fault" and g.seconds is not None and g.seconds > max_gap_s
     ]
+    failover = stats(
+        [
+            g.seconds
+            for g in gaps
+            if g.f == START_FAULT and g.seconds is not None and g.event_index not in all_node_starts
+        ]
+    )
+    failover_too_slow = (
+        failover.p99
+        if max_failover_p99_s is not None and failover.p99 is not None and failover.p99 > max_failover_p99_s
+        else None
+    )
+    slow_restarts = [r for r in restart if max_restart_s is not None and (r is None or r > max_restart_s)]
     return AvailabilityResult(
-        valid=not unrecovered and not too_slow,
+        valid=not unrecovered and not too_slow and failover_too_slow is None and not slow_restarts,
         fault_events=len(gaps),
         after_start=stats(done(START_FAULT)),
+        failover=failover,
         after_stop=stats(done("stop-fault")),
         overall=stats(done(None)),
         all_node_restart_s=restart,
         gaps=gaps,
         unrecovered=unrecovered,
         too_slow=too_slow,
+        failover_too_slow=failover_too_slow,
+        slow_restarts=slow_restarts,
     )

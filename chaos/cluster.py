@@ -129,6 +129,7 @@ class Cluster:
         n = self.nodes[i]
         assert not n.alive, f"{n.node_id} is already running"
         n.data_dir.mkdir(parents=True, exist_ok=True)
+        n.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(n.log_path, "ab")  # noqa: SIM115 (the child owns it)
         try:
             n.proc = subprocess.Popen(self.command(i), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,4 +1,6 @@
-"""The Raft network as proxies: one Toxiproxy proxy per node pair, so any partition shape can be cut.
+"""The network as proxies: one Toxiproxy proxy per node pair for Raft, one per node for clients.
+
+Any partition shape can be cut, and latency, bandwidth limits and connection resets added to any link.
 
 pysyncobj keeps one TCP connection per node pair, dialled by the node whose address is greater (string order).
 Each pair gets a proxy in front of the listening node; the dialling node is told to dial the proxy
@@ -73,9 +75,37 @@ class RaftNetwork:
             if where.get(a.node_id) != where.get(b.node_id):
                 self.cut(a.node_id, b.node_id)
 
+    def degrade(self, toxic_type: str, attributes: dict[str, int]) -> None:
+        """Adds one toxic of ``toxic_type`` to both streams of every pair (latency, bandwidth, reset_peer ...)."""
+        for proxy in self.proxies.values():
+            for stream in ("upstream", "downstream"):
+                proxy.add_toxic(type=toxic_type, stream=stream, name=f"{toxic_type}_{stream}", attributes=attributes)
+
     def heal(self) -> None:
-        """Removes every toxic (and re-enables every proxy)."""
+        """Removes every toxic (and re-enables every proxy), Raft and client ones alike."""
         self.api.reset()
+
+
+@dataclass
+class ClientProxies:
+    """One proxy in front of each node's HTTP port: what the workload's clients dial."""
+
+    api: Toxiproxy
+    #: node id -> proxy
+    proxies: dict[str, Any] = field(default_factory=dict)
+
+    def setup(self, http_addresses: dict[str, str]) -> dict[str, str]:
+        """Creates the proxies; returns node id -> the URL clients use for that node."""
+        for node, address in http_addresses.items():
+            self.proxies[node] = self.api.create(upstream=address, name=f"http-{node}")
+        return {node: f"http://{proxy.listen}" for node, proxy in self.proxies.items()}
+
+    def cut(self, node: str) -> None:
+        """Clients' requests to ``node`` vanish (a blackhole: they time out, as behind a dead link)."""
+        for stream in ("upstream", "downstream"):
+            self.proxies[node].add_toxic(
+                type="timeout", stream=stream, name=f"{CUT}_{stream}", attributes={"timeout": 0}
+            )
 
 
 def wire(api: Toxiproxy, cluster: Cluster) -> RaftNetwork:

@@ -137,12 +137,14 @@ class _Link:
                     await self._through(piece, stamp, rest)
                 if applied.sent >= applied.attr("bytes"):
                     self.conn.close("flush")
-            case "reset_peer":  # the first chunk starts the countdown; the data is dropped
+            case "reset_peer":
+                # As Toxiproxy's ResetToxic: the first chunk is taken (dropped) and the reset follows after the
+                # timeout even if the toxic is removed meanwhile. Cancelling it then would leave a live stream
+                # with a hole in it, which no real network produces (a peer would wait for the lost bytes forever).
                 if not applied.triggered:
                     applied.triggered = True
-                    await applied.sleep(applied.attr("timeout") / 1000)
-                    if not applied.interrupted.is_set():
-                        self.conn.close("reset")
+                    await asyncio.sleep(applied.attr("timeout") / 1000)
+                    self.conn.close("reset")
             case "timeout":  # drop the data; the toxic's timer (if any) closes the connection
                 pass
 

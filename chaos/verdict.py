@@ -7,7 +7,8 @@ checker results is ``"unknown"``: nothing was checked.
 
 The table row: ``operations`` (client operations invoked), ``lost``, ``duplicated``, ``unexpected`` (from the total
 queue checker; None if it did not run), ``failover_p50_s``/``failover_p99_s`` (fault start to first ok write, from
-the availability checker) and ``verdict`` (``"valid"``, ``"INVALID"`` or ``"unknown"``).
+the availability checker, all-node faults left out: no write can succeed during those) and ``verdict``
+(``"valid"``, ``"INVALID"`` or ``"unknown"``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def table_row(results: Mapping[str, CheckResult], *, operations: int | None, run
         "lost": queue.lost_count if queue else None,
         "duplicated": queue.duplicated_count if queue else None,
         "unexpected": queue.unexpected_count if queue else None,
-        "failover_p50_s": avail.after_start.p50 if avail else None,
-        "failover_p99_s": avail.after_start.p99 if avail else None,
+        "failover_p50_s": avail.failover.p50 if avail else None,
+        "failover_p99_s": avail.failover.p99 if avail else None,
         "verdict": verdict_word(valid),
     }
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from chaos.disk import LoopDisk, unavailable_reason
 from tests.cluster.harness import Cluster, http_json
-from tests.cluster.loopdisk import LoopDisk, unavailable_reason
 from tests.cluster.test_cluster import drain, enqueue_with_retry
 
 pytestmark = [pytest.mark.cluster, pytest.mark.powerloss]

@@ -107,6 +107,20 @@ def test_reset_peer_resets_the_connection(proxy: Any) -> None:
         assert time.monotonic() - start >= 0.1
 
 
+def test_a_triggered_reset_peer_still_resets_after_the_toxic_is_removed(proxy: Any) -> None:
+    """The first chunk was taken: cancelling the reset would leave a live stream with a hole in it (found by the
+    chaos suite: pysyncobj peers then waited on each other's lost handshake for ever)."""
+    with connect(proxy.listen) as sock:
+        round_trip(sock)
+        proxy.add_toxic(type="reset_peer", name="rp", attributes={"timeout": 300})
+        sock.sendall(b"lost")
+        silent_for(sock, 0.1)  # the countdown has started
+        proxy.destroy_toxic("rp")
+        assert ending(sock) == ("reset", b"")
+    with connect(proxy.listen) as sock:  # new connections are clean again
+        round_trip(sock)
+
+
 def test_limit_data_closes_after_that_many_bytes(proxy: Any) -> None:
     with connect(proxy.listen) as sock:
         proxy.add_toxic(type="limit_data", attributes={"bytes": 10})

@@ -75,6 +75,28 @@ def test_first_write_after_an_all_node_restart_is_reported() -> None:
     write(w, "b", 6.1, 6.2)
     r = check_availability(w.events)
     assert r.all_node_restart_s == [pytest.approx(2.5)]
+    # failover leaves the all-node fault out: only "kill n2" (5.0 -> 6.2) counts
+    assert r.failover.count == 1
+    assert r.failover.p99 == pytest.approx(1.2)
+    assert r.after_start.count == 2
+    assert check_availability(w.events, max_failover_p99_s=5.0, max_restart_s=15.0).valid
+
+
+def test_failover_p99_and_restart_limits_make_the_run_invalid() -> None:
+    w = HistoryWriter(clock=lambda: 0.0)
+    w.nemesis("start-fault", {"id": 1, "kind": "kill-all", "all_nodes": True, "description": "restart all nodes"})
+    w.nemesis("stop-fault", {"id": 1, "kind": "restart", "all_nodes": True, "description": "restart all nodes"}, at=1.0)
+    write(w, "a", 1.5, 20.0)  # 19 s after the restart
+    w.nemesis("start-fault", "kill the leader", at=21.0)
+    write(w, "b", 21.5, 27.5)  # 6.5 s to fail over
+    w.nemesis("stop-fault", "restart it", at=28.0)
+    write(w, "c", 28.1, 28.2)
+    assert check_availability(w.events).valid  # no limits given
+    r = check_availability(w.events, max_failover_p99_s=5.0, max_restart_s=15.0)
+    assert not r.valid
+    assert r.failover_too_slow == pytest.approx(6.5)
+    assert r.slow_restarts == [pytest.approx(19.0)]
+    assert check_availability(w.events, max_failover_p99_s=7.0, max_restart_s=20.0).valid
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,16 @@ def test_tracebacks_and_critical_lines_are_reported_with_context(tmp_path: Path)
     assert len([h for h in r.hits if h.path.endswith("n2.log")]) == 5  # kept per file, all counted
 
 
+def test_expected_lines_excuse_only_themselves(tmp_path: Path) -> None:
+    refusal = "2026-11-22 06:54:11,366 CRITICAL raft_queue: refusing to start: journal damaged"
+    (tmp_path / "n1.log").write_text(f"{refusal}\nINFO restarted\n{refusal}\n")
+    r = check_logs([tmp_path / "n1.log"], expected=[refusal + "  "])
+    assert r.valid and r.expected_hits == 2 and r.hits == []
+    (tmp_path / "n1.log").write_text(f"{refusal}\nCRITICAL raft_queue: refusing to start: state ahead of log\n")
+    r = check_logs([tmp_path / "n1.log"], expected=[refusal])
+    assert not r.valid and r.expected_hits == 1 and [h.line_number for h in r.hits] == [2]
+
+
 def test_a_missing_log_fails_unless_allowed(tmp_path: Path) -> None:
     r = check_logs([tmp_path / "nope.log"])
     assert not r.valid and r.missing == [str(tmp_path / "nope.log")]
