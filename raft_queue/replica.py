@@ -1,12 +1,13 @@
 """The pysyncobj adapter: the one SyncObj subclass, its durable journal seam and its flushing transport.
 
-Three extensions make pysyncobj durable without forking it:
+These extensions make pysyncobj durable and safe without forking it:
 - ``createJournal`` (module-level seam in ``pysyncobj.syncobj``) returns our fsyncing ``DurableJournal``.
 - ``FlushingTransport`` fsyncs the journal (one fsync for everything added since the last one) before any
   ``append_entries``/``next_node_idx``/vote message leaves: a follower is durable before it acknowledges, and
   the leader is durable before it replicates, so its own vote in the commit quorum is safe.
 - A tick callback flushes too, so a single-node cluster (which commits without sending anything) is durable
   before the next tick can commit.
+- Snapshot chunks do not advance a follower's commit index (``hold_commit_during_snapshot_transfer``).
 - pysyncobj logs CRITICAL "truncating already-applied log entries" whenever an append_entries overlaps
   entries a follower holds, even when it re-adds the very same entries (a leader resending after a
   ``reset``). Our journal re-adopts identical entries and fails with ``JournalDiverged`` (the node stops)
@@ -109,6 +110,25 @@ class FlushingTransport(TCPTransport):  # type: ignore[misc]
         if message.get("type") in _FLUSH_BEFORE:
             flush_or_stop(self._journal)
         return bool(super().send(node, message))
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:
+        hold_commit_during_snapshot_transfer(message, self._syncObj.raftCommitIndex)
+        super()._onMessageReceived(node, message)
+
+
+def hold_commit_during_snapshot_transfer(message: Any, commit_index: int) -> None:
+    """Stops a snapshot chunk from advancing a follower's commit index over entries the leader never sent.
+
+    pysyncobj 0.3.17 handles an append_entries that carries a snapshot chunk (``serialized``) without touching the
+    follower's log, then sets ``commit = min(leader's commit, own last index)``. A follower whose tail diverged
+    (an old leader cut off with entries nobody else has) thereby commits and *applies* that tail while the
+    snapshot streams in, and answers its clients "ok" for writes the cluster never committed. The chaos suite
+    found it (partition-leader: an acknowledged enqueue lost, one message leased twice with the same receipt).
+    The chunk's commit index is held at the follower's own; the installed snapshot and the append_entries after
+    it move the commit index on, as Raft intends.
+    """
+    if message.get("type") == "append_entries" and "serialized" in message and "commit_index" in message:
+        message["commit_index"] = min(message["commit_index"], commit_index)
 
 
 class QueueReplica(SyncObj):  # type: ignore[misc]

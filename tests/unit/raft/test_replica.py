@@ -196,3 +196,45 @@ def test_pysyncobj_overlap_truncation_alarm_is_demoted_and_other_criticals_pass(
         )
         syncobj_log.critical("something else went wrong")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("CRITICAL", "something else went wrong")]
+
+
+def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None:
+    """pysyncobj sets commit = min(leader's commit, own last index) on a snapshot chunk without touching the log:
+    a follower holding entries nobody else has (a deposed leader's tail) would apply them and answer "ok"."""
+    kv = RocksKV(str(tmp_path / "state"))
+    machine = QueueStateMachine(kv)
+    journal = DurableJournal(str(tmp_path / "journal"))
+    journal.add(b"\x00", 1, 0)  # pysyncobj's initial no-op, committed (commit index 1)
+    for idx in range(2, 6):  # the tail this node appended as leader of term 1, never replicated
+        journal.add(pickle.dumps((0, (entry_data(CreateQueue(f"ghost{idx}", QueueConfig())),))), idx, 1)
+    journal.setCurrentTerm(1, None)
+    applied: list[Applied] = []
+    conf = SyncObjConf(
+        autoTick=False,
+        raftMinTimeout=5.0,  # no election of its own during the test
+        raftMaxTimeout=6.0,
+        connectionTimeout=6.0,
+        journalFile=journal.path,
+        fullDumpFile=str(tmp_path / "snapshot"),
+        serializer=make_hooks(machine, journal)[0],
+        deserializer=make_hooks(machine, journal)[1],
+    )
+    replica = QueueReplica(
+        free_address(), [free_address(), free_address()], conf=conf, journal=journal, machine=machine,
+        on_applied=applied.append,
+    )  # fmt: skip
+    try:
+        leader = next(iter(replica._SyncObj__otherNodes))
+        chunk = {"type": "append_entries", "term": 2, "commit_index": 40, "serialized": (b"part", True, False)}
+        replica._SyncObj__transport._onMessageReceived(leader, chunk)
+        for _ in range(20):
+            replica.doTick(0.001)
+        assert replica.raftCommitIndex == 1
+        assert applied == [] and machine.list_queues() == []
+    finally:
+        # pysyncobj keeps the half-received snapshot file open until the transfer completes
+        incoming = replica._SyncObj__serializer._Serializer__incomingTransmissionFile
+        if incoming is not None:
+            incoming.close()
+        replica.destroy()
+        kv.close()
