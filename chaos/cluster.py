@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,17 +29,34 @@ T = TypeVar("T")
 SECRET = "cluster-test-secret-0123456789"
 
 
-def free_ports(n: int) -> list[int]:
-    socks = []
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports that are free on 127.0.0.1 now, chosen *below* the kernel's ephemeral range.
+
+    A port from ``bind(0)`` is released before the node binds it; meanwhile any outgoing connection or proxy
+    listener (which also take ephemeral ports) could grab it. Ports outside that range are never handed out
+    implicitly, so only another explicit choice could collide, and each one is checked by binding it.
+    """
+    low = 20000
+    high = min(_ephemeral_range()[0], 65536) - 1
+    ports: list[int] = []
+    for candidate in random.sample(range(low, high), high - low):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        ports.append(candidate)
+        if len(ports) == n:
+            return ports
+    raise OSError(f"no {n} free ports on 127.0.0.1 in {low}-{high}")
 
 
 def wait_until(what: str, fn: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05) -> T:
@@ -204,8 +222,29 @@ class Cluster:
             live = [i for i in range(self.size) if self.nodes[i].alive]
             return all(http_json(self.nodes[i].url + "/readyz", timeout=2.0)[0] == 200 for i in live)
 
-        wait_until("every live node ready", ready, timeout)
+        try:
+            wait_until("every live node ready", ready, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; node states: {self.describe()}") from None
         return self.wait_for_leader(timeout)
+
+    def describe(self) -> str:
+        """One line per node: alive or exit code, role, leader, connected peers (for failure messages)."""
+        parts = []
+        for i, n in enumerate(self.nodes):
+            if n.proc is None or n.proc.poll() is not None:
+                parts.append(f"{n.node_id}: not running (exit {n.proc.returncode if n.proc else None})")
+                continue
+            st = self.status(i)
+            if st is None:
+                parts.append(f"{n.node_id}: no answer")
+                continue
+            connected = [m["node_id"] for m in st.get("members", []) if m.get("connected")]
+            parts.append(
+                f"{n.node_id}: {st.get('role')} term {st.get('term')} leader {st.get('leader_id')} "
+                f"ready {st.get('ready')} connected {connected}"
+            )
+        return "; ".join(parts)
 
     def logs(self) -> str:
         out = []

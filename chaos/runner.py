@@ -258,7 +258,7 @@ def run(
     results: Mapping[str, CheckResult] = {
         "queue": check_total_queue(events),
         "once": check_exactly_once(events),
-        "linear": check_linearizable(events, queues),
+        "linear": check_linearizable(events, queues, include_drain=True),
         "availability": check_availability(events, max_failover_p99_s=FAILOVER_P99_S, max_restart_s=RESTART_WRITE_S),
         "replicas": check_replicas(samples, expected_nodes=node_ids),
         "logs": check_logs(log_paths, expected=targets_.expected_log_lines),

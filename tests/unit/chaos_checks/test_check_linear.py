@@ -7,11 +7,13 @@ a plain exhaustive search.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -49,8 +51,8 @@ def test_an_empty_history_and_a_sequential_one_are_linearizable() -> None:
     assert r.linearization[0].startswith("process 1 enqueue('a')")
 
 
-def _search_only(w: HistoryWriter, queue: str = "q") -> LinearResult:
-    ops, outside = queue_ops(w.events, queue)
+def _search_only(w: HistoryWriter, queue: str = "q", *, include_drain: bool = False) -> LinearResult:
+    ops, outside = queue_ops(w.events, queue, include_drain=include_drain)
     assert not outside
     return check_fifo_linearizable(ops, use_patterns=False)
 
@@ -243,8 +245,10 @@ def test_with_the_drain_a_missing_message_is_not_linearizable() -> None:
     assert check_queue_linearizable(w2.events, "q", include_drain=True).valid is True
 
 
-@pytest.mark.parametrize("kind", ["stale", "nack", "redelivery", "delay"])
+@pytest.mark.parametrize("kind", ["stale", "nack", "delay"])
 def test_histories_outside_the_model_answer_unknown(kind: str) -> None:
+    # stale: the first and only ack answered stale, so the lease ran out; without a drain nobody saw the message
+    # again, and where it went is unknown
     w = writer()
     if kind == "delay":
         w.ok(w.invoke(1, "enqueue", "q", {"body": "a", "key": None, "delay_s": 5}), enq_ok("a", "id-a"))
@@ -256,10 +260,247 @@ def test_histories_outside_the_model_answer_unknown(kind: str) -> None:
     elif kind == "nack":
         named: list[Json] = list(receipts)
         w.ok(w.invoke(2, "nack", "q", {"receipts": named}), {"receipts": named, "outcomes": ["nacked"]})
-    elif kind == "redelivery":
-        w.ok(w.invoke(3, "receive", "q", None), [msg("a", count=2)])
     r = check_queue_linearizable(w.events, "q")
     assert r.valid == "unknown" and "outside the model" in r.reason
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Leases that run out: acks retried after an unknown outcome, and redeliveries
+
+
+def deliver(w: HistoryWriter, process: int, *items: tuple[str, int], max_messages: int = 1) -> list[str]:
+    """An ok receive returning ``(body, delivery_count)`` pairs; returns their receipts."""
+    inv = w.invoke(process, "receive", "q", {"max_messages": max_messages}, node="n1")
+    got = [msg(body, count=count) for body, count in items]
+    w.ok(inv, list(got))
+    return [str(m["receipt"]) for m in got]
+
+
+def unknown_ack(w: HistoryWriter, process: int, receipt: str) -> None:
+    w.info(w.invoke(process, "ack", "q", {"receipts": [receipt]}), "timeout")
+
+
+def unknown_receive(w: HistoryWriter, process: int, max_messages: int = 1) -> None:
+    w.info(w.invoke(process, "receive", "q", {"max_messages": max_messages}), "503 outcome_unknown")
+
+
+def test_an_ack_retried_after_an_unknown_outcome_may_answer_stale() -> None:
+    # the first attempt timed out but did ack; the retry then finds the receipt no longer valid
+    w = writer()
+    enqueue(w, 1, "a")
+    enqueue(w, 1, "b")
+    receipts = receive(w, 2, "a")
+    unknown_ack(w, 2, receipts[0])
+    ack(w, 2, receipts, ["stale"])
+    ack(w, 2, receive(w, 2, "b"))
+    r = check_queue_linearizable(w.events, "q")
+    assert r.valid is True, r.reason
+    drain(w)
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is True, r.reason
+
+
+def test_an_ack_retried_after_an_unknown_outcome_may_also_not_have_acked() -> None:
+    # neither attempt acked (the lease ran out first): the message comes back, and the drain reads it again
+    w = writer()
+    enqueue(w, 1, "a")
+    receipts = receive(w, 2, "a")
+    unknown_ack(w, 2, receipts[0])
+    ack(w, 2, receipts, ["stale"])
+    drain(w, msg("a", count=2))
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is True, r.reason
+
+
+@pytest.mark.parametrize(
+    "other_attempt", ["none", "after the stale answer", "of another receipt", "failed", "also answered stale"]
+)
+def test_a_stale_ack_no_earlier_attempt_explains_means_the_message_must_come_back(other_attempt: str) -> None:
+    w = writer()
+    enqueue(w, 1, "a")
+    enqueue(w, 1, "b")
+    ra = receive(w, 2, "a")
+    rb = receive(w, 3, "b")
+    if other_attempt == "of another receipt":
+        unknown_ack(w, 3, rb[0])
+    if other_attempt == "failed":
+        w.fail(w.invoke(2, "ack", "q", {"receipts": list[Json](ra)}), "503 not_leader")
+    if other_attempt == "also answered stale":  # two concurrent attempts, neither explains the other
+        named: list[Json] = list(ra)
+        first = w.invoke(4, "ack", "q", {"receipts": named})
+        second = w.invoke(2, "ack", "q", {"receipts": named})
+        w.ok(first, {"receipts": named, "outcomes": ["stale"]})
+        w.ok(second, {"receipts": named, "outcomes": ["stale"]})
+    else:
+        ack(w, 2, ra, ["stale"])
+    if other_attempt == "after the stale answer":
+        unknown_ack(w, 2, ra[0])
+    ack(w, 3, rb)
+    r = check_queue_linearizable(w.events, "q")
+    assert r.valid == "unknown" and "answered stale with no earlier ack" in r.reason
+    drain(w)  # the drain read everything left: 'a' is not there, and nobody received it again
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is False and r.counterexample is not None, r.reason
+    assert r.counterexample.kind == "lost" and "'a'" in r.reason
+    assert len(r.counterexample.operations) == 3
+
+
+def test_a_stale_ack_with_the_message_delivered_again_is_a_lease_that_ran_out() -> None:
+    w = writer()
+    enqueue(w, 1, "a")
+    ack(w, 2, receive(w, 2, "a"), ["stale"])
+    drain(w, msg("a", count=2))
+    assert check_queue_linearizable(w.events, "q", include_drain=True).valid is True
+    w2 = writer()
+    enqueue(w2, 1, "a")
+    ack(w2, 2, receive(w2, 2, "a"), ["stale"])
+    ack(w2, 3, deliver(w2, 3, ("a", 2)))
+    assert check_queue_linearizable(w2.events, "q").valid is True
+
+
+@pytest.mark.parametrize("again_in", ["receive", "drain"])
+def test_a_message_acked_then_delivered_again_is_not_linearizable(again_in: str) -> None:
+    w = writer()
+    enqueue(w, 1, "a")
+    ack(w, 2, receive(w, 2, "a"))
+    if again_in == "receive":
+        ack(w, 3, deliver(w, 3, ("a", 2)))
+    else:
+        drain(w, msg("a", count=2))
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is False and r.counterexample is not None
+    assert r.counterexample.kind == "repeat" and "answered acked" in r.reason
+    assert _search_only(w, include_drain=True).valid is False
+
+
+def test_a_message_leased_by_an_unknown_receive_comes_back_in_the_drain() -> None:
+    w = writer()
+    enqueue(w, 1, "a")
+    enqueue(w, 1, "b")
+    unknown_receive(w, 3)  # it leased a, with a lease longer than the workload
+    ack(w, 2, receive(w, 2, "b"))
+    enqueue(w, 1, "c")
+    ack(w, 2, receive(w, 2, "c"))
+    drain(w, msg("a", count=2))
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is True, r.reason
+    assert _search_only(w, include_drain=True).valid is True
+    # the receive of b alone is explained the old way too: the unknown receive took a for good
+    assert check_queue_linearizable(w.events, "q").valid is True
+
+
+def test_the_drain_may_read_a_message_whose_lease_ran_out_last() -> None:
+    # the drain is many receives: a's lease ran out while it read, so a comes after c
+    w = writer()
+    for body in "abc":
+        enqueue(w, 1, body)
+    unknown_receive(w, 3)
+    ack(w, 2, receive(w, 2, "b"))
+    drain(w, msg("c"), msg("a", count=2))
+    assert check_queue_linearizable(w.events, "q", include_drain=True).valid is True
+    w2 = writer()
+    enqueue(w2, 1, "a")
+    enqueue(w2, 1, "b")
+    drain(w2, msg("b"), msg("a"))
+    assert check_queue_linearizable(w2.events, "q", include_drain=True).valid is True
+
+
+def test_a_message_whose_lease_ran_out_comes_back_at_its_old_place() -> None:
+    cases: list[tuple[tuple[tuple[str, int], ...], bool]] = [
+        ((("a", 2), ("c", 1)), True),
+        ((("c", 1), ("a", 2)), False),
+    ]
+    for got, valid in cases:
+        w = writer()
+        for body in "abc":
+            enqueue(w, 1, body)
+        unknown_receive(w, 3)  # leased a
+        ack(w, 2, receive(w, 2, "b"))
+        ack(w, 2, deliver(w, 2, *got, max_messages=2))  # a is back, ahead of c
+        r = check_queue_linearizable(w.events, "q")
+        assert r.valid is valid, (got, r.reason)
+        assert _search_only(w).valid is valid
+    w = writer()
+    for body in "abc":
+        enqueue(w, 1, body)
+    unknown_receive(w, 3)
+    ack(w, 2, receive(w, 2, "b"))
+    ack(w, 2, receive(w, 2, "c"))  # a may still be leased ...
+    ack(w, 2, deliver(w, 2, ("a", 2)))  # ... and come back later
+    assert check_queue_linearizable(w.events, "q").valid is True
+
+
+@pytest.mark.parametrize("case", ["no unknown receive", "unknown receive too late", "first delivery", "never leased"])
+def test_a_redelivery_nothing_could_have_leased_before_is_not_linearizable(case: str) -> None:
+    w = writer()
+    enqueue(w, 1, "a")
+    enqueue(w, 1, "b")
+    if case == "never leased":
+        deliver(w, 2, ("a", 2))  # delivery 2, yet nothing took a before
+        deliver(w, 2, ("b", 1))
+    else:
+        if case == "first delivery":
+            unknown_receive(w, 3)
+        ack(w, 2, receive(w, 2, "b"))  # b was behind a: a must have been leased before
+        if case == "unknown receive too late":
+            unknown_receive(w, 3)
+        if case == "first delivery":
+            deliver(w, 2, ("a", 1))  # delivery 1: nothing leased a before, so b could not go first
+        else:
+            drain(w, msg("a", count=2))
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is False, r.reason
+    assert _search_only(w, include_drain=True).valid is False
+
+
+def test_a_batch_unknown_receive_may_retake_a_message_that_came_back() -> None:
+    # a leased by u1 (so b could go first), back, leased again with c by u2 (so d could go first), and back again
+    def op(i: int, kind: Literal["enqueue", "dequeue"], values: tuple[str, ...], m: int, ret: int | None) -> QueueOp:
+        counts = (3,) if values == ("a",) else ()
+        return QueueOp(i, i, kind, values, m, ret is not None, 2 * i, ret, counts=counts)
+
+    ops = [
+        *(op(i, "enqueue", (body,), 1, 2 * i + 1) for i, body in enumerate("abcd")),
+        op(4, "dequeue", (), 1, None),
+        op(5, "dequeue", ("b",), 1, 11),
+        op(6, "dequeue", (), 2, None),
+        op(7, "dequeue", ("d",), 1, 15),
+        op(8, "dequeue", ("a",), 1, 17),
+    ]
+    assert check_fifo_linearizable(ops).valid is True
+    assert check_fifo_linearizable(ops, use_patterns=False).valid is True
+    assert _exhaustive_leases(ops) is True
+
+
+def test_deliveries_carry_their_counts_and_whether_an_ack_settled_them() -> None:
+    w = writer()
+    for body in "abc":
+        enqueue(w, 1, body)
+    ra = receive(w, 2, "a")
+    unknown_ack(w, 2, ra[0])
+    ack(w, 2, ra, ["stale"])
+    ack(w, 2, receive(w, 2, "b"))
+    receive(w, 2, "c")  # never acked
+    drain(w, msg("c", count=2))
+    ops, outside = queue_ops(w.events, "q", include_drain=True)
+    assert not outside
+    deqs = [op for op in ops if op.kind == "dequeue"]
+    assert [op.values for op in deqs] == [("a",), ("b",), ("c",), ("c",)]
+    assert [op.settled for op in deqs] == [(), (True,), (), ()]
+    assert [op.counts for op in deqs] == [(), (), (), (2,)]
+    assert deqs[3].lease_settled(0) and not deqs[2].lease_settled(0)
+    assert "'c' (delivery 2)" in deqs[3].describe()
+    assert check_queue_linearizable(w.events, "q", include_drain=True).valid is True
+
+
+def test_a_redelivered_body_enqueued_twice_is_outside_the_model() -> None:
+    w = writer()
+    enqueue(w, 1, "a")
+    enqueue(w, 1, "a")
+    receive(w, 2, "a")
+    deliver(w, 2, ("a", 2))
+    r = check_queue_linearizable(w.events, "q")
+    assert r.valid == "unknown" and "enqueued by 2 logical enqueues" in r.reason
 
 
 def test_a_spent_search_budget_answers_unknown() -> None:
@@ -556,3 +797,287 @@ def test_the_search_agrees_with_an_exhaustive_search_on_unique_values(ops: list[
     expected = _exhaustive(ops)
     assert check_fifo_linearizable(ops).valid is expected
     assert check_fifo_linearizable(ops, use_patterns=False).valid is expected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Leases, against an exhaustive search that lets any lease run out at any moment
+
+
+def _exhaustive_leases(ops: Sequence[QueueOp]) -> bool:
+    """The lease model by brute force, with values enqueued once: every take leases what it takes; any lease that
+    no ack settled may run out at any moment (the message is ready again at its enqueue position); an unknown
+    dequeue takes the head, whatever it is. A delivery with count 1 takes a message never leased before, a
+    receive's with a higher count one leased before, a drain's with a higher count either."""
+    Item = tuple[int, str]  # (enqueue sequence, value)
+
+    @functools.cache
+    def rec(
+        remaining: frozenset[int], ready: tuple[Item, ...], leased: frozenset[Item], ever: frozenset[str], seq: int
+    ) -> bool:
+        if not any(ops[i].known for i in remaining):
+            return True
+        for item in leased:  # a lease runs out
+            if rec(remaining, tuple(sorted((*ready, item))), leased - {item}, ever, seq):
+                return True
+        for i in remaining:
+            op = ops[i]
+            if any(ops[j].known and (ops[j].ret or 0) < op.call for j in remaining if j != i):
+                continue
+            rest = remaining - {i}
+            if op.kind == "enqueue":
+                if rec(rest, (*ready, (seq, op.values[0])), leased, ever, seq + 1):
+                    return True
+                continue
+            m = op.max_messages
+            if not op.known:
+                t = len(ready) if m == 0 else min(m, len(ready))
+                head = ready[:t]
+                if rec(rest, ready[t:], leased | set(head), ever | {v for _, v in head}, seq):
+                    return True
+                continue
+            k = len(op.values)
+            if m == 0:
+                if sorted(v for _, v in ready) != sorted(op.values):
+                    continue
+                at = {v: item for item in ready for v in [item[1]]}
+                taken = tuple(at[v] for v in op.values)
+            else:
+                if k > m or tuple(v for _, v in ready[:k]) != op.values or (len(ready) != k and k != m):
+                    continue
+                taken = ready[:k]
+            if any(
+                (op.count(p) <= 1 and v in ever) or (op.count(p) > 1 and m != 0 and v not in ever)
+                for p, v in enumerate(op.values)
+            ):
+                continue
+            runs_out = {item for p, item in enumerate(taken) if not op.lease_settled(p)}
+            left = tuple(x for x in ready if x not in taken)
+            if rec(rest, left, leased | runs_out, ever | set(op.values), seq):
+                return True
+        return False
+
+    return rec(frozenset(range(len(ops))), (), frozenset(), frozenset(), 0)
+
+
+@st.composite
+def small_lease_histories(draw: st.DrawFn) -> list[QueueOp]:
+    """Values enqueued once; receives (of 1 to 3, some unknown) return them with delivery counts 1 to 3, some
+    settled by an ack; sometimes a drain at the end."""
+    n = draw(st.integers(1, 7))
+    positions = draw(st.permutations(range(2 * n)))
+    kinds = [draw(st.booleans()) for _ in range(n)]
+    values = [f"v{i}" for i in range(n) if kinds[i]]
+    out: list[QueueOp] = []
+    for i in range(n):
+        call, ret = sorted(positions[2 * i : 2 * i + 2])
+        known = draw(st.integers(0, 3)) > 0
+        end = ret if known else None
+        if kinds[i]:
+            out.append(QueueOp(i, i, "enqueue", (f"v{i}",), 1, known, call, end))
+            continue
+        m = draw(st.sampled_from([1, 1, 2] if known else [1, 1, 2, 3]))
+        got = tuple(draw(st.lists(st.sampled_from(values), max_size=m, unique=True))) if known and values else ()
+        counts = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in got)
+        settled = tuple(draw(st.integers(0, 4)) == 0 for _ in got)
+        out.append(QueueOp(i, i, "dequeue", got, m, known, call, end, counts=counts, settled=settled))
+    with_drain = draw(st.booleans())
+    if values and with_drain:
+        got = tuple(draw(st.lists(st.sampled_from(values), unique=True)))
+        counts = tuple(draw(st.sampled_from([1, 2])) for _ in got)
+        out.append(QueueOp(n, 99, "dequeue", got, 0, True, 2 * n, 2 * n + 1, counts=counts))
+    return out
+
+
+@settings(derandomize=True, database=None, deadline=None, max_examples=1500)
+@given(small_lease_histories())
+def test_the_search_agrees_with_an_exhaustive_search_of_leases(ops: list[QueueOp]) -> None:
+    expected = _exhaustive_leases(ops)
+    assert check_fifo_linearizable(ops).valid is expected
+    assert check_fifo_linearizable(ops, use_patterns=False).valid is expected
+
+
+@dataclass
+class _Message:
+    body: str
+    seq: int
+    state: Literal["ready", "leased", "deleted"] = "ready"
+    count: int = 0
+
+
+class _LeaseQueue:
+    """A queue as raft-queue keeps one: ready messages in enqueue order, leases that end with an ack or run out (the
+    message is ready again at its place)."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, _Message] = {}
+        self.receipts: dict[str, tuple[str, int]] = {}
+
+    def enqueue(self, body: str) -> None:
+        self.messages[body] = _Message(body, len(self.messages))
+
+    def ready(self) -> list[_Message]:
+        return sorted((x for x in self.messages.values() if x.state == "ready"), key=lambda x: x.seq)
+
+    def lease(self, m: int) -> list[Json]:
+        out: list[Json] = []
+        for x in self.ready()[:m]:
+            x.state = "leased"
+            x.count += 1
+            delivery = msg(x.body, count=x.count)
+            self.receipts[str(delivery["receipt"])] = (x.body, x.count)
+            out.append(delivery)
+        return out
+
+    def ack(self, receipt: str) -> str:
+        body, count = self.receipts[receipt]
+        x = self.messages[body]
+        if x.state == "leased" and x.count == count:
+            x.state = "deleted"
+            return "acked"
+        return "stale"
+
+    def leased(self) -> list[_Message]:
+        return [x for x in self.messages.values() if x.state == "leased"]
+
+
+@dataclass
+class _Request:
+    invoke: Event
+    kind: Literal["enqueue", "receive", "ack"]
+    arg: str
+    applied: bool = False
+    result: Json = None
+
+
+def simulate_leases(
+    seed: int,
+    *,
+    processes: int,
+    ops: int,
+    p_info: float = 0.1,
+    p_expire: float = 0.0,
+    writers: int | None = None,
+    queue: str = "q",
+) -> HistoryWriter:
+    """Like :func:`simulate`, with the real workload's consumers: each ok receive is acked, the ack retried until
+    answered (an unknown attempt may take effect later, or never; the retry answers stale if one did), and
+    sometimes given up. Leases run out at random moments with probability ``p_expire`` per step, and all at the end,
+    while the final drain reads: the drain gets what was ready first, then the rest. With ``writers``, processes
+    below it only enqueue and the others only receive (as in the workload), else each does either."""
+    rng = random.Random(seed)
+    w = writer()
+    real = _LeaseQueue()
+    flying: dict[int, _Request] = {}
+    floating: list[_Request] = []
+    to_ack: dict[int, str] = {}
+    started = 0
+
+    def apply(r: _Request) -> None:
+        if r.kind == "enqueue":
+            real.enqueue(r.arg)
+            r.result = enq_ok(r.arg, f"id-{r.arg}")
+        elif r.kind == "receive":
+            r.result = real.lease(1)
+        else:
+            r.result = {"receipts": [r.arg], "outcomes": [real.ack(r.arg)]}
+        r.applied = True
+
+    while started < ops or flying or to_ack:
+        x = rng.random()
+        if floating and x < 0.05:
+            apply(floating.pop(rng.randrange(len(floating))))
+            continue
+        if 0.05 <= x < 0.05 + p_expire and real.leased():
+            rng.choice(real.leased()).state = "ready"
+            continue
+        p = rng.randrange(processes)
+        r = flying.get(p)
+        if r is None:
+            if p in to_ack:
+                flying[p] = _Request(w.invoke(p, "ack", queue, {"receipts": [to_ack[p]]}), "ack", to_ack[p])
+            elif started < ops:
+                started += 1
+                if (rng.random() < 0.5) if writers is None else p < writers:
+                    body = f"v{started}"
+                    flying[p] = _Request(w.invoke(p, "enqueue", queue, enq(body)), "enqueue", body)
+                else:
+                    flying[p] = _Request(w.invoke(p, "receive", queue, {"max_messages": 1}), "receive", "")
+            continue
+        if not r.applied and rng.random() < 0.6:
+            if rng.random() < p_info:
+                w.info(r.invoke, "timeout")
+                if rng.random() < 0.5:
+                    floating.append(r)
+                del flying[p]
+                if r.kind == "ack" and rng.random() < 0.2:
+                    del to_ack[p]  # the consumer gives up
+            else:
+                apply(r)
+        elif r.applied:
+            if rng.random() < p_info:
+                w.info(r.invoke, "timeout")
+            else:
+                w.ok(r.invoke, r.result)
+                if r.kind == "receive" and isinstance(r.result, list) and r.result:
+                    first = r.result[0]
+                    assert isinstance(first, dict)
+                    to_ack[p] = str(first["receipt"])
+                elif r.kind == "ack":
+                    del to_ack[p]
+            del flying[p]
+    for r in floating:
+        if rng.random() < 0.5:
+            apply(r)
+    inv = w.invoke(processes, "drain", queue, None)
+    read: list[Json] = []
+    ready = real.ready()
+    for message in ready[: rng.randint(0, len(ready))]:
+        read.extend(real.lease(1))
+        message.state = "deleted"
+    for message in real.leased():
+        message.state = "ready"
+    for message in real.ready():
+        read.extend(real.lease(1))
+        message.state = "deleted"
+    w.ok(inv, read)
+    return w
+
+
+@SETTINGS
+@given(
+    st.integers(0, 2**32),
+    st.integers(2, 6),
+    st.integers(1, 40),
+    st.sampled_from([0.0, 0.1, 0.3]),
+    st.sampled_from([0.0, 0.02]),
+)
+def test_simulated_histories_with_leases_that_run_out_are_linearizable(
+    seed: int, processes: int, n: int, p_info: float, p_expire: float
+) -> None:
+    w = simulate_leases(seed, processes=processes, ops=n, p_info=p_info, p_expire=p_expire)
+    r = check_queue_linearizable(w.events, "q", include_drain=True)
+    assert r.valid is True, r.reason
+    if p_expire == 0.0:
+        # no lease ran out during the workload: without the drain, it is the model without leases
+        assert check_queue_linearizable(w.events, "q").valid is True
+
+
+@pytest.mark.parametrize(
+    ("processes", "writers", "ops", "p_info", "p_expire"),
+    [(8, None, 200, 0.1, 0.01), (5, 3, 1000, 0.3, 0.0)],  # the second: the workload's shape, many timeouts
+)
+def test_the_search_is_fast_on_histories_with_leases_that_run_out(
+    processes: int, writers: int | None, ops: int, p_info: float, p_expire: float
+) -> None:
+    slowest = 0.0
+    redelivered = 0
+    for seed in range(3):
+        w = simulate_leases(seed, processes=processes, writers=writers, ops=ops, p_info=p_info, p_expire=p_expire)
+        model, _ = queue_ops(w.events, "q", include_drain=True)
+        redelivered += sum(c > 1 for op in model for c in op.counts)
+        t0 = time.perf_counter()
+        r = check_queue_linearizable(w.events, "q", include_drain=True)
+        slowest = max(slowest, time.perf_counter() - t0)
+        assert r.valid is True, r.reason
+    assert redelivered >= 10
+    assert slowest < 1.0, slowest
