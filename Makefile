@@ -20,10 +20,10 @@ run: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-## make chaos: the long suite (5 nodes, every scenario, 3 seeds, 60 s each; results in ./chaos-results).
+## make chaos: the long suite (5 nodes, every scenario, 3 seeds, 40 s each, about an hour; results in ./chaos-results).
 ## Override with e.g. make chaos CHAOS_SEEDS=1,2 CHAOS_DURATION=45. Needs root for the power-loss scenarios.
 CHAOS_SEEDS ?= 1,2,3
-CHAOS_DURATION ?= 60
+CHAOS_DURATION ?= 40
 CHAOS_OUT ?= chaos-results
 chaos: $(STAMP)
 	$(PY) -m chaos suite --out $(CHAOS_OUT) --nodes 5 --seeds $(CHAOS_SEEDS) --duration $(CHAOS_DURATION)
