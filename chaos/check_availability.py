@@ -19,7 +19,10 @@ the all-node ones, during which no write can succeed): ``failover`` holds its st
 
 ``valid`` iff every fault event is followed by an ok write before the history ends and, when given:
 ``max_gap_s``: no gap after a *stop-fault* exceeds it (a fault itself may legitimately stop writes: a majority cut);
-``max_failover_p99_s``: the failover p99 does not exceed it; ``max_restart_s``: no all-node restart takes longer.
+``max_failover_p99_s``: the failover p99 does not exceed it; ``max_restart_s``: no all-node restart takes longer,
+and at least one all-node restart was measured when there were any. A restart is *interrupted* (listed, not
+judged) when another fault started before its first ok write and within ``max_restart_s``: the cluster was taken
+down again before it could answer, so the restart's own time is unknown.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class AvailabilityResult:
     failover_too_slow: float | None = None
     #: all-node restarts over max_restart_s (None: no ok write at all after it)
     slow_restarts: list[float | None] = field(default_factory=list)
+    #: event indexes of all-node restarts cut short by the next fault (see the module docstring)
+    interrupted_restarts: list[int] = field(default_factory=list)
+    #: with max_restart_s: there were all-node restarts but none could be measured
+    no_restart_measured: bool = False
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -140,10 +147,21 @@ def check_availability(
     by_index = {g.event_index: g for g in gaps}
     restart: list[float | None] = []
     all_node_starts: set[int] = set()
+    interrupted: list[int] = []
+    judged: list[float | None] = []
+    start_times = sorted((e.index, e.time) for e in nemesis_events(history) if e.f == START_FAULT)
     for w in fault_windows(history):
         if is_all_node_restart(w.start.value) or (w.stop is not None and is_all_node_restart(w.stop.value)):
-            restart.append(by_index[(w.stop or w.start).index].seconds)
+            restarted = w.stop or w.start
+            seconds = by_index[restarted.index].seconds
+            restart.append(seconds)
             all_node_starts.add(w.start.index)
+            next_fault = next((t - restarted.time for i, t in start_times if i > restarted.index), None)
+            limit = max_restart_s if max_restart_s is not None else math.inf
+            if next_fault is not None and next_fault < min(limit, seconds if seconds is not None else math.inf):
+                interrupted.append(restarted.index)
+            else:
+                judged.append(seconds)
 
     def done(kind: str | None) -> list[float]:
         return [g.seconds for g in gaps if g.seconds is not None and (kind is None or g.f == kind)]
@@ -166,9 +184,14 @@ def check_availability(
         if max_failover_p99_s is not None and failover.p99 is not None and failover.p99 > max_failover_p99_s
         else None
     )
-    slow_restarts = [r for r in restart if max_restart_s is not None and (r is None or r > max_restart_s)]
+    slow_restarts = [r for r in judged if max_restart_s is not None and (r is None or r > max_restart_s)]
+    no_restart_measured = max_restart_s is not None and bool(restart) and not judged
     return AvailabilityResult(
-        valid=not unrecovered and not too_slow and failover_too_slow is None and not slow_restarts,
+        valid=not unrecovered
+        and not too_slow
+        and failover_too_slow is None
+        and not slow_restarts
+        and not no_restart_measured,
         fault_events=len(gaps),
         after_start=stats(done(START_FAULT)),
         failover=failover,
@@ -180,4 +203,6 @@ def check_availability(
         too_slow=too_slow,
         failover_too_slow=failover_too_slow,
         slow_restarts=slow_restarts,
+        interrupted_restarts=interrupted,
+        no_restart_measured=no_restart_measured,
     )

@@ -375,6 +375,9 @@ NEMESES: dict[str, FaultMaker] = {
     "corrupt-minority": corrupt_minority,
 }
 SCENARIOS = tuple(NEMESES)
+#: scenarios that take every node down: the quiet time after each lets the cluster restart before the next one
+ALL_NODE = frozenset({"kill-all", "power-loss-all"})
+ALL_NODE_QUIET_S = (4.0, 7.0)
 #: scenarios in which the leader must change at least once (the fault takes the leader away)
 LEADER_CHANGING = frozenset({"kill-leader", "pause-leader", "partition-leader", "one-way-leader"})
 
@@ -392,6 +395,8 @@ class Nemesis:
     def __post_init__(self) -> None:
         if self.name not in NEMESES:
             raise ValueError(f"unknown nemesis {self.name!r}; known: {', '.join(SCENARIOS)}")
+        if self.name in ALL_NODE:
+            self.quiet_s = ALL_NODE_QUIET_S
 
     @property
     def problems(self) -> list[str]:

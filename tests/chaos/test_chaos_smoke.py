@@ -33,7 +33,7 @@ def _failures(report: dict[str, Json]) -> dict[str, Json]:
             continue
         keep = (
             *("valid", "problems", "hits", "hit_counts", "lost", "duplicated", "unexpected", "reason"),
-            *("unrecovered", "too_slow", "failover_too_slow", "slow_restarts", "divergences"),
+            *("unrecovered", "too_slow", "failover_too_slow", "slow_restarts", "no_restart_measured", "divergences"),
         )
         out[name] = {k: v for k, v in result.items() if k in keep}
         if name == "linear" and isinstance(result.get("queues"), dict):

@@ -123,3 +123,42 @@ def test_nearest_rank_percentiles() -> None:
     assert stats([]).p50 is None
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_a_restart_cut_short_by_the_next_fault_is_listed_not_judged() -> None:
+    restart_all: dict[str, Json] = {"kind": "kill-all", "all_nodes": True, "description": "restart all nodes"}
+    w = HistoryWriter(clock=lambda: 0.0)
+    w.nemesis("start-fault", {"id": 1, **restart_all}, at=0.0)
+    w.nemesis("stop-fault", {"id": 1, **restart_all}, at=1.0)
+    w.nemesis("start-fault", {"id": 2, **restart_all}, at=3.0)  # before any ok write: restart 1 is interrupted
+    w.nemesis("stop-fault", {"id": 2, **restart_all}, at=5.0)
+    write(w, "a", 5.5, 8.0)  # restart 2: 3 s
+    r = check_availability(w.events, max_restart_s=15.0)
+    assert r.valid and r.slow_restarts == [] and len(r.interrupted_restarts) == 1
+    assert r.all_node_restart_s == [pytest.approx(7.0), pytest.approx(3.0)]
+
+
+def test_a_restart_is_judged_when_the_next_fault_comes_after_the_limit() -> None:
+    restart_all: dict[str, Json] = {"kind": "kill-all", "all_nodes": True, "description": "restart all nodes"}
+    w = HistoryWriter(clock=lambda: 0.0)
+    w.nemesis("start-fault", {"id": 1, **restart_all}, at=0.0)
+    w.nemesis("stop-fault", {"id": 1, **restart_all}, at=1.0)
+    w.nemesis("start-fault", {"id": 2, **restart_all}, at=20.0)  # 19 s without an ok write: too slow
+    w.nemesis("stop-fault", {"id": 2, **restart_all}, at=21.0)
+    write(w, "a", 21.5, 22.0)
+    r = check_availability(w.events, max_restart_s=15.0)
+    assert not r.valid and r.slow_restarts == [pytest.approx(21.0)] and r.interrupted_restarts == []
+
+
+def test_every_restart_interrupted_means_none_was_measured() -> None:
+    restart_all: dict[str, Json] = {"kind": "kill-all", "all_nodes": True, "description": "restart all nodes"}
+    w = HistoryWriter(clock=lambda: 0.0)
+    w.nemesis("start-fault", {"id": 1, **restart_all}, at=0.0)
+    w.nemesis("stop-fault", {"id": 1, **restart_all}, at=1.0)
+    w.nemesis("start-fault", "kill n1", at=2.0)
+    write(w, "a", 2.5, 3.0)
+    w.nemesis("stop-fault", "restart n1", at=4.0)
+    write(w, "b", 4.5, 5.0)
+    r = check_availability(w.events, max_restart_s=15.0)
+    assert not r.valid and r.no_restart_measured
+    assert check_availability(w.events).valid  # without the limit nothing is required
