@@ -25,6 +25,18 @@ MAX_RECEIVE = 1000
 MAX_IDEMPOTENCY_KEY_LEN = 256
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_LEN = 1024
+#: A retried receive with the same attempt ID within this long returns the first attempt's deliveries.
+RECEIVE_ATTEMPT_TTL_MS = 5 * 60 * 1000
+MAX_RECEIVE_ATTEMPT_ID_LEN = 128
+#: Transactions. Ops per transaction (one-shot, or all stage calls of an interactive one together), and items
+#: (messages plus receipts over all of its ops): one commit does at most the work of one full batch.
+MAX_TXN_OPS = 100
+MAX_TXN_ITEMS = MAX_BATCH
+MAX_TRANSACTION_ID_LEN = 128
+MIN_TXN_TIMEOUT_MS = 1000
+MAX_TXN_TIMEOUT_MS = 15 * 60 * 1000
+MIN_TXN_RETENTION_MS = 1000
+MAX_TXN_RETENTION_MS = 365 * 24 * 3600 * 1000
 
 
 class QueueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):

@@ -9,9 +9,10 @@ Contract (the rules every replica relies on):
   its journal on every start).
 - Domain errors are results (``Rejected``). A rejected operation leaves no trace; the others in the same entry
   still apply. Only ``UnsupportedVersion`` (this node is older than the log) and store failures raise.
-- Reads (``queue_info``, ``list_queues``) never write: they settle ended leases and delays on a throwaway overlay,
-  so counts are exact at the machine's clock. A lock makes a read and an apply exclusive (reads run on the
-  event loop, applies on pysyncobj's tick thread), so a read never sees half of an entry.
+- Reads (``queue_info``, ``list_queues``, ``transaction``) never write: they settle ended leases and delays (and
+  time out transactions) on a throwaway overlay, so what they report is exact at the machine's clock. A lock
+  makes a read and an apply exclusive (reads run on the event loop, applies on pysyncobj's tick thread), so a
+  read never sees half of an entry.
 """
 
 from __future__ import annotations
@@ -21,18 +22,23 @@ import threading
 
 import msgspec
 
-from state_machine import keys, snapshot
+from state_machine import keys, snapshot, transactions
 from state_machine.commands import (
+    AbortTxn,
     Ack,
     Barrier,
+    BeginTxn,
     CodecError,
     Command,
+    CommitTxn,
     CreateQueue,
     DeleteQueue,
     Enqueue,
     Extend,
     Nack,
     Receive,
+    StageTxn,
+    Transact,
     decode_entry,
 )
 from state_machine.kv import KV, Overlay
@@ -47,12 +53,17 @@ from state_machine.results import (
     Rejected,
     Result,
     StateDigest,
+    TxnOutcome,
 )
 from state_machine.store import Store
 from state_machine.timers import touch
 
 #: Idempotency keys forgotten per entry at most: bounds the work one entry can cause.
 DEDUP_SWEEP_LIMIT = 1000
+#: Acked deliveries and receive attempts forgotten per entry at most.
+EXPIRY_SWEEP_LIMIT = 1000
+#: Transaction timers (timeouts and expired records) handled per entry at most.
+TXN_SWEEP_LIMIT = 256
 #: A stamp beyond this (year ~140,000) is clamped, so clock + any allowed duration still fits in a u64 key.
 MAX_CLOCK_MS = 1 << 52
 
@@ -78,6 +89,16 @@ def _dispatch(store: Store, op: Command) -> Result:
             return delete_queue(store, op)
         case Barrier():
             return BarrierPassed()
+        case Transact():
+            return transactions.transact(store, op)
+        case BeginTxn():
+            return transactions.begin(store, op)
+        case StageTxn():
+            return transactions.stage(store, op)
+        case CommitTxn():
+            return transactions.commit(store, op)
+        case AbortTxn():
+            return transactions.abort(store, op)
     raise AssertionError(f"unhandled command {op!r}")  # pragma: no cover
 
 
@@ -114,8 +135,10 @@ class QueueStateMachine:
             overlay.put(keys.APPLIED, keys.u64(index))
             self._kv.commit(overlay.write_set())
             return Applied(index, [Rejected(ErrorCode.INVALID_ENTRY, str(exc))], frozenset())
-        store = Store(Overlay(self._kv), max(self.clock_ms, min(entry.now_ms, MAX_CLOCK_MS)))
+        store = Store(Overlay(self._kv), max(self.clock_ms, min(entry.now_ms, MAX_CLOCK_MS)), index)
         store.sweep_dedup(store.now_ms, DEDUP_SWEEP_LIMIT)
+        store.sweep_expiring(store.now_ms, EXPIRY_SWEEP_LIMIT)
+        transactions.sweep(store, TXN_SWEEP_LIMIT)
         results: list[Result] = []
         for op in entry.ops:
             child = store.child()
@@ -151,7 +174,7 @@ class QueueStateMachine:
     # reads
     def _view(self) -> Store:
         view = Overlay(self._kv)
-        return Store(view, keys.read_u64(view.get(keys.CLOCK)))
+        return Store(view, keys.read_u64(view.get(keys.CLOCK)), keys.read_u64(view.get(keys.APPLIED)))
 
     def queue_info(self, name: str) -> QueueInfo | None:
         with self.lock:
@@ -166,6 +189,12 @@ class QueueStateMachine:
             for name in [name for name, _ in store.queues()]:
                 touch(store, name)
             return [_info(name, meta) for name, meta in store.queues()]
+
+    def transaction(self, transaction_id: str) -> TxnOutcome | None:
+        """One transaction as of the machine's clock: a pending one past its deadline reads as aborted (timeout).
+        None when there is no record: never begun, a one-shot whose preconditions failed, or forgotten."""
+        with self.lock:
+            return transactions.read(self._view(), transaction_id)
 
 
 def _info(name: str, meta: QueueMeta) -> QueueInfo:

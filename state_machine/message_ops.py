@@ -1,10 +1,20 @@
-"""Enqueue, receive (lease), and settling deliveries by receipt (ack, nack, extend)."""
+"""Enqueue, receive (lease), and settling deliveries by receipt (ack, nack, extend).
+
+Receive attempts: a receive with ``receive_attempt_id`` records which deliveries it leased, per queue, for
+``RECEIVE_ATTEMPT_TTL_MS``. A retry with the same ID returns those of them that are still leased under the same
+delivery (same receipts), and leases nothing new; when none is left it receives afresh and replaces the record.
+
+Acked deliveries: an ack that deletes a message remembers (qid, seq, delivery) for the queue's dedup window, so
+that the same receipt later answers ``already_acked`` (the ack took effect) rather than ``stale``.
+"""
 
 from __future__ import annotations
 
 from state_machine import config as limits
 from state_machine.commands import Ack, Enqueue, Extend, Nack, Receive
 from state_machine.records import (
+    AckedRecord,
+    AttemptRecord,
     DedupRecord,
     MessageRecord,
     MessageState,
@@ -139,9 +149,71 @@ def receive(store: Store, op: Receive) -> Result:
     vt = meta.config.visibility_timeout_ms if op.visibility_timeout_ms is None else op.visibility_timeout_ms
     if not 0 < vt <= limits.MAX_VISIBILITY_TIMEOUT_MS:
         return Rejected(ErrorCode.INVALID_ARGUMENT, "must be > 0 and at most 43200", "visibility_timeout_s")
+    attempt_id = op.receive_attempt_id
+    prior: AttemptRecord | None = None
+    if attempt_id is not None:
+        if not 1 <= len(attempt_id) <= limits.MAX_RECEIVE_ATTEMPT_ID_LEN:
+            return Rejected(
+                ErrorCode.INVALID_ARGUMENT,
+                f"must be 1 to {limits.MAX_RECEIVE_ATTEMPT_ID_LEN} characters",
+                "receive_attempt_id",
+            )
+        prior = store.receive_attempt(meta.qid, attempt_id)
+        if prior is not None and prior.expires_ms > store.now_ms:
+            again = _still_leased(store, meta, prior)
+            if again:
+                return Received(again)
+    out = _lease_ready(store, op.queue, meta, op.max_messages, vt)
+    if attempt_id is not None:
+        if out:
+            leases = [(d.seq, d.delivery_count) for d in out]
+            rec = AttemptRecord(leases, store.now_ms + limits.RECEIVE_ATTEMPT_TTL_MS)
+            store.put_receive_attempt(meta.qid, attempt_id, rec, prior)
+        elif prior is not None:  # nothing of it is leased any more, and nothing new was: forget it now
+            store.delete_receive_attempt(meta.qid, attempt_id, prior)
+    if out:
+        return Received(out)
+    return Received([], next_visible_at_ms=store.next_due(meta.qid))
+
+
+def _delivery(qid: int, seq: int, rec: MessageRecord) -> Delivery:
+    return Delivery(
+        message_id=rec.message_id,
+        seq=seq,
+        body=rec.body,
+        attributes=rec.attributes,
+        receipt=make_receipt(qid, seq, rec.delivery_count),
+        delivery_count=rec.delivery_count,
+        enqueued_at_ms=rec.enqueued_at_ms,
+        lease_expires_at_ms=rec.due_ms,
+        dead_lettered_from=rec.dead_lettered_from,
+    )
+
+
+def _still_leased(store: Store, meta: QueueMeta, prior: AttemptRecord) -> list[Delivery]:
+    """The deliveries of an earlier attempt whose leases are still running (not acked, nacked or expired)."""
+    out: list[Delivery] = []
+    for seq, delivery in prior.leases:
+        rec = store.message(meta.qid, seq)
+        if _is_live_lease(store, rec, delivery):
+            assert rec is not None
+            out.append(_delivery(meta.qid, seq, rec))
+    return out
+
+
+def _is_live_lease(store: Store, rec: MessageRecord | None, delivery: int) -> bool:
+    return (
+        rec is not None
+        and rec.state == MessageState.LEASED
+        and rec.delivery_count == delivery
+        and rec.due_ms > store.now_ms
+    )
+
+
+def _lease_ready(store: Store, name: str, meta: QueueMeta, limit: int, vt: int) -> list[Delivery]:
     now = store.now_ms
     out: list[Delivery] = []
-    for seq in store.ready_seqs(meta.qid, op.max_messages):
+    for seq in store.ready_seqs(meta.qid, limit):
         rec = store.message(meta.qid, seq)
         if rec is None:  # unreachable: the ready index and the messages change together
             continue
@@ -151,25 +223,12 @@ def receive(store: Store, op: Receive) -> Result:
         rec.due_ms = now + vt
         store.put_message(meta.qid, seq, rec)
         store.index(meta.qid, seq, rec)
-        out.append(
-            Delivery(
-                message_id=rec.message_id,
-                seq=seq,
-                body=rec.body,
-                attributes=rec.attributes,
-                receipt=make_receipt(meta.qid, seq, rec.delivery_count),
-                delivery_count=rec.delivery_count,
-                enqueued_at_ms=rec.enqueued_at_ms,
-                lease_expires_at_ms=rec.due_ms,
-                dead_lettered_from=rec.dead_lettered_from,
-            )
-        )
+        out.append(_delivery(meta.qid, seq, rec))
     if out:
         meta.ready -= len(out)
         meta.leased += len(out)
-        store.put_queue(op.queue, meta)
-        return Received(out)
-    return Received([], next_visible_at_ms=store.next_due(meta.qid))
+        store.put_queue(name, meta)
+    return out
 
 
 def settle(store: Store, op: Ack | Nack | Extend) -> Result:
@@ -191,7 +250,14 @@ def settle(store: Store, op: Ack | Nack | Extend) -> Result:
             continue
         _, seq, delivery = parsed
         rec = store.message(meta.qid, seq)
-        if rec is None or rec.state != MessageState.LEASED or rec.delivery_count != delivery or rec.due_ms <= now:
+        if rec is None:
+            acked = store.acked(meta.qid, seq)
+            if acked is not None and acked.delivery == delivery and acked.expires_ms > now:
+                outcomes.append(SettleOutcome.ALREADY_ACKED)
+            else:
+                outcomes.append(SettleOutcome.STALE)
+            continue
+        if not _is_live_lease(store, rec, delivery):
             outcomes.append(SettleOutcome.STALE)
             continue
         outcomes.append(_settle_one(store, op, meta, seq, rec))
@@ -203,6 +269,7 @@ def _settle_one(store: Store, op: Ack | Nack | Extend, meta: QueueMeta, seq: int
     now = store.now_ms
     if isinstance(op, Ack):
         store.delete_message(meta.qid, seq, rec)
+        store.put_acked(meta.qid, seq, AckedRecord(rec.delivery_count, now + meta.config.dedup_window_ms))
         meta.leased -= 1
         meta.acked_total += 1
         return SettleOutcome.ACKED

@@ -21,6 +21,10 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_CONFLICT = "idempotency_key_conflict"
     INVALID_ARGUMENT = "invalid_argument"
     INVALID_ENTRY = "invalid_entry"  # the log entry did not decode; nothing in it was applied
+    TRANSACTION_CONFLICT = "transaction_conflict"  # same transaction ID, different request
+    TRANSACTION_NOT_FOUND = "transaction_not_found"
+    TRANSACTION_NOT_PENDING = "transaction_not_pending"  # stage/commit on a committed or aborted transaction
+    TRANSACTION_EXISTS = "transaction_exists"  # begin with an ID already used
 
 
 class Rejected(msgspec.Struct, frozen=True):
@@ -73,6 +77,7 @@ class SettleOutcome(StrEnum):
     EXTENDED = "extended"
     DEAD_LETTERED = "dead_lettered"  # a nack that used the last allowed delivery
     STALE = "stale"  # the receipt's delivery expired, was superseded, or the message is gone
+    ALREADY_ACKED = "already_acked"  # an ack with this receipt took effect earlier (remembered for a while)
     INVALID = "invalid"  # the receipt is malformed or belongs to another queue
 
 
@@ -84,7 +89,41 @@ class BarrierPassed(msgspec.Struct, frozen=True):
     pass
 
 
-Result = Rejected | QueueCreated | QueueDeleted | Enqueued | Received | Settled | BarrierPassed
+class TxnStatus(StrEnum):
+    PENDING = "pending"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class TxnFailure(msgspec.Struct, frozen=True):
+    """Why one op of a transaction could not apply: an ErrorCode value, or a settle outcome (stale, invalid)."""
+
+    op: int
+    code: str
+    detail: str
+    field: str | None = None
+
+
+class TxnOutcome(msgspec.Struct, frozen=True):
+    transaction_id: str
+    status: TxnStatus
+    #: The Raft index of the entry that committed or aborted it (None while pending).
+    decided_index: int | None = None
+    #: Per op, when committed: Enqueued or Settled.
+    results: list[Result] = []
+    #: When aborted because ops could not apply: each failing op and why.
+    failures: list[TxnFailure] = []
+    #: "timeout", "aborted" (by the client) or "preconditions" when aborted.
+    reason: str | None = None
+    #: Pending: when it aborts by itself. Decided: when its record is forgotten.
+    expires_at_ms: int = 0
+    #: Ops staged so far (interactive transactions).
+    staged_ops: int = 0
+    #: True when this answer repeats a recorded outcome (a retry): nothing was applied now.
+    duplicate: bool = False
+
+
+Result = Rejected | QueueCreated | QueueDeleted | Enqueued | Received | Settled | BarrierPassed | TxnOutcome
 
 
 class QueueCounts(msgspec.Struct, frozen=True):

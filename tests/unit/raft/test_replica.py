@@ -24,7 +24,7 @@ from api.backend import NoLeader
 from raft_queue.journal import DurableJournal
 from raft_queue.replica import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueReplica
 from raft_queue.snapshots import make_hooks
-from state_machine.commands import CreateQueue, Enqueue, Entry, NewMessage, encode_entry
+from state_machine.commands import CODEC_VERSION, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
 from state_machine.machine import Applied, QueueStateMachine
 from state_machine.results import QueueCreated
@@ -160,7 +160,7 @@ def test_entries_are_pickled_compactly(single: Single) -> None:
 def test_an_entry_from_a_newer_codec_stops_the_node_with_3(single: Single, monkeypatch: pytest.MonkeyPatch) -> None:
     single.become_leader()
     monkeypatch.setattr(os, "_exit", fake_exit)
-    single.propose(b"\x02" + b"from the future")
+    single.propose(bytes((CODEC_VERSION + 1,)) + b"from the future")
     with pytest.raises(Exited) as exited:
         single.tick_until(lambda: False, "the exit")
     assert exited.value.code == EXIT_NEWER_LOG == 75

@@ -10,7 +10,12 @@ obvious way; where the contract leaves an order open the model follows the docum
 - leases and delays that ended are settled when their queue is touched (its own operations, an operation on a
   queue it dead-letters into, deleting it, reads), oldest deadline first; a lease that ends or a nack with
   ``delivery_count >= max_deliveries`` moves the message to the dead-letter queue in the same entry;
-- idempotency keys are compared by payload ``(body, attributes, delay)`` while ``now < expires``.
+- idempotency keys are compared by payload ``(body, attributes, delay)`` while ``now < expires``;
+- an ack remembers its delivery for the queue's dedup window: the same receipt then settles as ``already_acked``;
+- a receive with an attempt ID remembers its deliveries for ``RECEIVE_ATTEMPT_TTL_MS``: a retry returns those still
+  leased under the same delivery, else it receives afresh (and remembers that, or forgets the attempt);
+- transactions apply all their ops or none; records are looked at lazily: a pending one whose deadline passed is
+  aborted (timeout, kept until ``deadline + retention``), a decided one is forgotten at its expiry.
 
 Results are compared in a normal form (plain tuples). Receipts are opaque: the model issues identities
 ``(incarnation, seq, delivery)`` and learns which receipt string the real machine issued for each one
@@ -29,9 +34,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from state_machine.commands import (
+    AbortTxn,
     Ack,
     Barrier,
+    BeginTxn,
     Command,
+    CommitTxn,
     CreateQueue,
     DeleteQueue,
     Enqueue,
@@ -40,7 +48,11 @@ from state_machine.commands import (
     Nack,
     NewMessage,
     Receive,
+    StageTxn,
+    Transact,
+    TxnOp,
     fingerprint,
+    txn_fingerprint,
 )
 from state_machine.config import QueueConfig
 from state_machine.machine import Applied
@@ -55,6 +67,7 @@ from state_machine.results import (
     Rejected,
     Result,
     Settled,
+    TxnOutcome,
 )
 
 # The limits, restated rather than imported: changing one should be a visible decision in two places.
@@ -65,6 +78,14 @@ MAX_MESSAGE_BYTES_LIMIT = 8 * 1024 * 1024
 MAX_DELIVERIES = 1000
 MAX_BATCH = 1000
 MAX_RECEIVE = 1000
+RECEIVE_ATTEMPT_TTL_MS = 5 * 60 * 1000
+MAX_ATTEMPT_ID_LEN = 128
+MAX_TXN_ID_LEN = 128
+MAX_TXN_OPS = 100
+MAX_TXN_ITEMS = 1000
+TXN_TIMEOUT_RANGE = (1000, 15 * 60 * 1000)
+TXN_RETENTION_RANGE = (1000, 365 * 24 * 3600 * 1000)
+SETTLED_OK = ("acked", "nacked", "extended", "dead_lettered")
 #: Stamps beyond this are clamped, so that clock + any allowed duration still fits in a u64.
 MAX_CLOCK_MS = 1 << 52
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -105,6 +126,10 @@ class Queue:
     created_at_ms: int
     messages: dict[int, Message] = field(default_factory=dict)
     keys: dict[str, KnownKey] = field(default_factory=dict)
+    #: seq -> (delivery, expires) of acked deliveries.
+    acked: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: attempt ID -> ([(seq, delivery)], expires) of receives with an attempt ID.
+    attempts: dict[str, tuple[list[tuple[int, int]], int]] = field(default_factory=dict)
     next_seq: int = 1
     dead_lettered: int = 0
     enqueued_total: int = 0
@@ -123,6 +148,42 @@ class Queue:
             self.acked_total,
         )
         return (name, self.config, counts, self.created_at_ms)
+
+
+@dataclass
+class Txn:
+    one_shot: bool
+    status: str  # pending, committed, aborted
+    retention_ms: int
+    #: Pending: the deadline. Decided: when it is forgotten.
+    due_ms: int
+    fingerprint: bytes = b""
+    #: Interactive: (fingerprint, ops) per stage call.
+    stages: list[tuple[bytes, list[TxnOp]]] = field(default_factory=list)
+    staged_ops: int = 0
+    staged_items: int = 0
+    decided_index: int | None = None
+    reason: str | None = None
+    results: tuple[Norm, ...] = ()
+    failures: tuple[tuple[int, str, str | None], ...] = ()
+
+    def outcome(self, tid: str, duplicate: bool) -> Norm:
+        return (
+            "txn",
+            tid,
+            self.status,
+            self.decided_index,
+            self.results,
+            self.failures,
+            self.reason,
+            self.due_ms,
+            self.staged_ops,
+            duplicate,
+        )
+
+
+def _items(ops: Sequence[TxnOp]) -> int:
+    return sum(len(op.messages) if isinstance(op, Enqueue) else len(op.receipts) for op in ops)
 
 
 @dataclass
@@ -152,6 +213,8 @@ class ReferenceModel:
         self.clock = 0
         self.next_incarnation = 1
         self.queues: dict[str, Queue] = {}
+        self.txns: dict[str, Txn] = {}
+        self._index = 0
         #: Receipt strings the real machine issued, and the identity each one names.
         self.receipts: dict[str, RId] = {}
         self._woken: set[str] = set()
@@ -161,17 +224,17 @@ class ReferenceModel:
     def apply(self, index: int, now_ms: int, ops: Sequence[Command]) -> ModelApplied | None:
         if index <= self.applied:
             return None
-        self.applied = index
+        self.applied = self._index = index
         self.clock = max(self.clock, min(now_ms, MAX_CLOCK_MS))
         results: list[Norm] = []
         receipts: list[list[RId]] = []
         woken: set[str] = set()
         for op in ops:
-            saved = copy.deepcopy((self.queues, self.next_incarnation))
+            saved = copy.deepcopy((self.queues, self.next_incarnation, self.txns))
             self._woken, self._issued = set(), []
             result = self._op(op)
             if result[0] == "rejected":
-                self.queues, self.next_incarnation = saved
+                self.queues, self.next_incarnation, self.txns = saved
                 receipts.append([])
             else:
                 woken |= self._woken
@@ -207,6 +270,10 @@ class ReferenceModel:
             view._touch(name)
         return [view.queues[name].info(name) for name in names]
 
+    def transaction(self, tid: str) -> Norm | None:
+        txn = self._txn_view(tid)
+        return None if txn is None else txn.outcome(tid, False)
+
     # operations
     def _op(self, op: Command) -> Norm:
         if isinstance(op, CreateQueue):
@@ -219,6 +286,16 @@ class ReferenceModel:
             return self._receive(op)
         if isinstance(op, Ack | Nack | Extend):
             return self._settle(op)
+        if isinstance(op, Transact):
+            return self._transact(op)
+        if isinstance(op, BeginTxn):
+            return self._begin(op)
+        if isinstance(op, StageTxn):
+            return self._stage(op)
+        if isinstance(op, CommitTxn):
+            return self._commit(op)
+        if isinstance(op, AbortTxn):
+            return self._abort(op)
         assert isinstance(op, Barrier)
         return ("barrier",)
 
@@ -337,27 +414,52 @@ class ReferenceModel:
         if not 0 < vt <= MAX_VISIBILITY_TIMEOUT_MS:
             return _rejected("invalid_argument", "visibility_timeout_s")
         now = self.clock
+        aid = op.receive_attempt_id
+        if aid is not None:
+            if not 1 <= len(aid) <= MAX_ATTEMPT_ID_LEN:
+                return _rejected("invalid_argument", "receive_attempt_id")
+            prior = q.attempts.get(aid)
+            if prior is not None and now < prior[1]:
+                again = [
+                    seq
+                    for seq, d in prior[0]
+                    if seq in q.messages
+                    and q.messages[seq].state == LEASED
+                    and q.messages[seq].delivery_count == d
+                    and q.messages[seq].due_ms > now
+                ]
+                if again:
+                    return ("received", tuple(self._deliver(q, seq) for seq in again), None)
         deliveries: list[Norm] = []
+        leased: list[tuple[int, int]] = []
         for seq in sorted(s for s, m in q.messages.items() if m.state == READY)[: op.max_messages]:
             m = q.messages[seq]
             m.state, m.delivery_count, m.due_ms = LEASED, m.delivery_count + 1, now + vt
-            deliveries.append(
-                (
-                    m.message_id,
-                    seq,
-                    m.body,
-                    tuple(sorted(m.attributes.items())),
-                    m.delivery_count,
-                    m.enqueued_at_ms,
-                    m.due_ms,
-                    m.dead_lettered_from,
-                )
-            )
-            self._issued.append((q.incarnation, seq, m.delivery_count))
+            deliveries.append(self._deliver(q, seq))
+            leased.append((seq, m.delivery_count))
+        if aid is not None:
+            if leased:
+                q.attempts[aid] = (leased, now + RECEIVE_ATTEMPT_TTL_MS)
+            else:
+                q.attempts.pop(aid, None)
         if deliveries:
             return ("received", tuple(deliveries), None)
         pending = [m.due_ms for m in q.messages.values() if m.state != READY]
         return ("received", (), min(pending) if pending else None)
+
+    def _deliver(self, q: Queue, seq: int) -> Norm:
+        m = q.messages[seq]
+        self._issued.append((q.incarnation, seq, m.delivery_count))
+        return (
+            m.message_id,
+            seq,
+            m.body,
+            tuple(sorted(m.attributes.items())),
+            m.delivery_count,
+            m.enqueued_at_ms,
+            m.due_ms,
+            m.dead_lettered_from,
+        )
 
     def _settle(self, op: Ack | Nack | Extend) -> Norm:
         q = self._touch(op.queue)
@@ -378,10 +480,14 @@ class ReferenceModel:
                 continue
             _, seq, delivery = rid
             m = q.messages.get(seq)
-            if m is None or m.state != LEASED or m.delivery_count != delivery or m.due_ms <= now:
+            acked = q.acked.get(seq)
+            if m is None and acked is not None and acked[0] == delivery and now < acked[1]:
+                outcomes.append("already_acked")
+            elif m is None or m.state != LEASED or m.delivery_count != delivery or m.due_ms <= now:
                 outcomes.append("stale")
             elif isinstance(op, Ack):
                 del q.messages[seq]
+                q.acked[seq] = (delivery, now + q.config.dedup_window_ms)
                 q.acked_total += 1
                 outcomes.append("acked")
             elif isinstance(op, Extend):
@@ -398,6 +504,166 @@ class ReferenceModel:
                     self._woken.add(op.queue)
                 outcomes.append("nacked")
         return ("settled", tuple(outcomes))
+
+    # transactions
+    def _txn_view(self, tid: str) -> Txn | None:
+        """The record as of the clock, without changing anything."""
+        txn = self.txns.get(tid)
+        if txn is None or self.clock < txn.due_ms:
+            return txn
+        if txn.status != "pending":
+            return None
+        timed_out = copy.deepcopy(txn)
+        timed_out.status, timed_out.reason, timed_out.decided_index = "aborted", "timeout", None
+        timed_out.due_ms, timed_out.stages = txn.due_ms + txn.retention_ms, []
+        return timed_out if self.clock < timed_out.due_ms else None
+
+    def _txn(self, tid: str) -> Txn | None:
+        txn = self._txn_view(tid)
+        if txn is None:
+            self.txns.pop(tid, None)
+        else:
+            self.txns[tid] = txn
+        return txn
+
+    @staticmethod
+    def _txn_ops_error(ops: Sequence[TxnOp], ops_before: int = 0, items_before: int = 0) -> Norm | None:
+        if not ops or ops_before + len(ops) > MAX_TXN_OPS or items_before + _items(ops) > MAX_TXN_ITEMS:
+            return _rejected("invalid_argument", "ops")
+        return None
+
+    @staticmethod
+    def _txn_id_error(tid: str) -> Norm | None:
+        return None if 1 <= len(tid) <= MAX_TXN_ID_LEN else _rejected("invalid_argument", "transaction_id")
+
+    @staticmethod
+    def _retention_error(retention_ms: int) -> Norm | None:
+        lo, hi = TXN_RETENTION_RANGE
+        return None if lo <= retention_ms <= hi else _rejected("invalid_argument", "retention_s")
+
+    def _txn_apply(self, ops: Sequence[TxnOp]) -> tuple[tuple[Norm, ...], tuple[tuple[int, str, str | None], ...]]:
+        """All ops or none; every op is evaluated on the effects of the ones before it."""
+        saved_all, woken_all = copy.deepcopy(self.queues), set(self._woken)
+        results: list[Norm] = []
+        failures: list[tuple[int, str, str | None]] = []
+        for i, op in enumerate(ops):
+            saved, woken = copy.deepcopy(self.queues), set(self._woken)
+            result = self._enqueue(op) if isinstance(op, Enqueue) else self._settle(op)
+            if result[0] == "rejected":
+                self.queues, self._woken = saved, woken
+                field = result[2]
+                failures.append((i, str(result[1]), f"ops[{i}]" if field is None else f"ops[{i}].{field}"))
+                continue
+            if result[0] == "settled":
+                outcomes = result[1]
+                assert isinstance(outcomes, tuple)
+                for j, outcome in enumerate(outcomes):
+                    if outcome not in SETTLED_OK:
+                        failures.append((i, outcome, f"ops[{i}].receipts[{j}]"))
+            results.append(result)
+        if failures:
+            self.queues, self._woken = saved_all, woken_all
+            return (), tuple(failures)
+        return tuple(results), ()
+
+    def _transact(self, op: Transact) -> Norm:
+        bad = self._txn_id_error(op.transaction_id) or self._retention_error(op.retention_ms)
+        bad = bad or self._txn_ops_error(op.ops)
+        if bad is not None:
+            return bad
+        tid = op.transaction_id
+        txn = self._txn(tid)
+        if txn is not None:
+            if not txn.one_shot or txn.fingerprint != op.fingerprint:
+                return _rejected("transaction_conflict", "transaction_id")
+            return txn.outcome(tid, True)
+        results, failures = self._txn_apply(op.ops)
+        if failures:
+            return ("txn", tid, "aborted", self._index, (), failures, "preconditions", 0, 0, False)
+        txn = Txn(True, "committed", op.retention_ms, self.clock + op.retention_ms, op.fingerprint)
+        txn.decided_index, txn.results = self._index, results
+        self.txns[tid] = txn
+        return txn.outcome(tid, False)
+
+    def _begin(self, op: BeginTxn) -> Norm:
+        bad = self._txn_id_error(op.transaction_id) or self._retention_error(op.retention_ms)
+        if bad is not None:
+            return bad
+        if not TXN_TIMEOUT_RANGE[0] <= op.timeout_ms <= TXN_TIMEOUT_RANGE[1]:
+            return _rejected("invalid_argument", "timeout_s")
+        txn = self._txn(op.transaction_id)
+        if txn is not None:
+            if txn.one_shot:
+                return _rejected("transaction_exists", "transaction_id")
+            return txn.outcome(op.transaction_id, True)
+        txn = Txn(False, "pending", op.retention_ms, self.clock + op.timeout_ms)
+        self.txns[op.transaction_id] = txn
+        return txn.outcome(op.transaction_id, False)
+
+    def _stage(self, op: StageTxn) -> Norm:
+        bad = self._txn_id_error(op.transaction_id)
+        if bad is not None:
+            return bad
+        if op.stage_seq < 1:
+            return _rejected("invalid_argument", "stage_seq")
+        if not op.ops:
+            return _rejected("invalid_argument", "ops")
+        tid = op.transaction_id
+        txn = self._txn(tid)
+        if txn is None:
+            return _rejected("transaction_not_found", "transaction_id")
+        if txn.status != "pending":
+            return _rejected("transaction_not_pending", "transaction_id")
+        if op.stage_seq <= len(txn.stages):
+            if txn.stages[op.stage_seq - 1][0] != op.fingerprint:
+                return _rejected("transaction_conflict", "stage_seq")
+            return txn.outcome(tid, True)
+        if op.stage_seq != len(txn.stages) + 1:
+            return _rejected("invalid_argument", "stage_seq")
+        bad = self._txn_ops_error(op.ops, txn.staged_ops, txn.staged_items)
+        if bad is not None:
+            return bad
+        txn.stages.append((op.fingerprint, list(op.ops)))
+        txn.staged_ops += len(op.ops)
+        txn.staged_items += _items(op.ops)
+        return txn.outcome(tid, False)
+
+    def _commit(self, op: CommitTxn) -> Norm:
+        tid = op.transaction_id
+        bad = self._txn_id_error(tid)
+        if bad is not None:
+            return bad
+        txn = self._txn(tid)
+        if txn is None:
+            return _rejected("transaction_not_found", "transaction_id")
+        if txn.status == "aborted" and txn.reason == "aborted":
+            return _rejected("transaction_not_pending", "transaction_id")
+        if txn.status != "pending":
+            return txn.outcome(tid, True)
+        results, failures = self._txn_apply([o for _, ops in txn.stages for o in ops])
+        txn.stages = []
+        txn.status = "aborted" if failures else "committed"
+        txn.reason = "preconditions" if failures else None
+        txn.decided_index, txn.due_ms = self._index, self.clock + txn.retention_ms
+        txn.results, txn.failures = results, failures
+        return txn.outcome(tid, False)
+
+    def _abort(self, op: AbortTxn) -> Norm:
+        tid = op.transaction_id
+        bad = self._txn_id_error(tid)
+        if bad is not None:
+            return bad
+        txn = self._txn(tid)
+        if txn is None:
+            return _rejected("transaction_not_found", "transaction_id")
+        if txn.status == "committed":
+            return _rejected("transaction_not_pending", "transaction_id")
+        if txn.status == "aborted":
+            return txn.outcome(tid, True)
+        txn.stages = []
+        txn.status, txn.reason = "aborted", "aborted"
+        txn.decided_index, txn.due_ms = self._index, self.clock + txn.retention_ms
+        return txn.outcome(tid, False)
 
     # timers and dead-lettering
     def _sources(self, name: str) -> list[str]:
@@ -470,8 +736,26 @@ def normalise(result: Result) -> Norm:
         return ("received", tuple(normalise_delivery(d) for d in result.messages), result.next_visible_at_ms)
     if isinstance(result, Settled):
         return ("settled", tuple(o.value for o in result.outcomes))
+    if isinstance(result, TxnOutcome):
+        return normalise_txn(result)
     assert isinstance(result, BarrierPassed), result
     return ("barrier",)
+
+
+def normalise_txn(t: TxnOutcome) -> Norm:
+    """A TxnOutcome in normal form (failure details are prose: left out)."""
+    return (
+        "txn",
+        t.transaction_id,
+        t.status.value,
+        t.decided_index,
+        tuple(normalise(r) for r in t.results),
+        tuple((f.op, f.code, f.field) for f in t.failures),
+        t.reason,
+        t.expires_at_ms,
+        t.staged_ops,
+        t.duplicate,
+    )
 
 
 def receipts_of(result: Result) -> list[str]:
@@ -544,29 +828,42 @@ class RandomWorkload:
     def _op(self) -> Command:
         rng = self.rng
         name = rng.choice(EXAMPLE_NAMES)
-        kind = rng.choices(("create", "delete", "enqueue", "receive", "settle", "barrier"), (2, 0.3, 6, 5, 6, 1))[0]
+        kind = rng.choices(
+            ("create", "delete", "enqueue", "receive", "settle", "barrier", "txn"), (2, 0.3, 6, 5, 6, 1, 2)
+        )[0]
         if kind == "create":
             return CreateQueue(name, rng.choice(EXAMPLE_CONFIGS))
         if kind == "delete":
             return DeleteQueue(name)
         if kind == "enqueue":
-            messages = []
-            for _ in range(rng.choice((1, 1, 2, 3))):
-                self._ids += 1
-                messages.append(
-                    new_message(
-                        f"m{self._ids}",
-                        rng.choice((b"a", b"b", b"", b"toolong")),
-                        rng.choice(({}, {"k": "v"})),
-                        rng.choice((0, 0, 0, 40, 150)),
-                        rng.choice((None, None, "k1", "k2", "k3")),
-                    )
-                )
-            return Enqueue(name, messages)
+            return self._enqueue(name)
         if kind == "receive":
-            return Receive(name, rng.choice((1, 2, 3)), rng.choice((None, None, 30, 90)))
+            attempt = rng.choice((None, None, "a1", "a2"))
+            return Receive(name, rng.choice((1, 2, 3)), rng.choice((None, None, 30, 90)), attempt)
         if kind == "barrier":
             return Barrier()
+        if kind == "txn":
+            return self._txn()
+        return self._settle(name)
+
+    def _enqueue(self, name: str) -> Enqueue:
+        rng = self.rng
+        messages = []
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            self._ids += 1
+            messages.append(
+                new_message(
+                    f"m{self._ids}",
+                    rng.choice((b"a", b"b", b"", b"toolong")),
+                    rng.choice(({}, {"k": "v"})),
+                    rng.choice((0, 0, 0, 40, 150)),
+                    rng.choice((None, None, "k1", "k2", "k3")),
+                )
+            )
+        return Enqueue(name, messages)
+
+    def _settle(self, name: str) -> Ack | Nack | Extend:
+        rng = self.rng
         picks = [rng.choice(self.receipts[-8:]) if self.receipts else ("x", name) for _ in range(rng.choice((1, 2)))]
         if rng.random() < 0.8:
             name = picks[0][1]
@@ -577,3 +874,21 @@ class RandomWorkload:
         if which == "nack":
             return Nack(name, receipts, rng.choice((0, 0, 30)))
         return Extend(name, receipts, rng.choice((10, 50, 200)))
+
+    def _txn(self) -> Command:
+        rng = self.rng
+        tid = rng.choice(("t1", "t2"))
+        ops: list[TxnOp] = [
+            self._enqueue(rng.choice(EXAMPLE_NAMES)) if rng.random() < 0.5 else self._settle(rng.choice(EXAMPLE_NAMES))
+            for _ in range(rng.choice((1, 2)))
+        ]
+        which = rng.choice(("transact", "begin", "begin", "stage", "stage", "stage", "commit", "abort"))
+        if which == "transact":
+            return Transact(tid, txn_fingerprint(ops), ops, rng.choice((1000, 3000)))
+        if which == "begin":
+            return BeginTxn(tid, rng.choice((2000, 5000)), rng.choice((1000, 3000)))
+        if which == "stage":
+            return StageTxn(tid, rng.choice((1, 1, 2)), txn_fingerprint(ops), ops)
+        if which == "commit":
+            return CommitTxn(tid)
+        return AbortTxn(tid)

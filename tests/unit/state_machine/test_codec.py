@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import typing
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from state_machine.commands import (
     CODEC_VERSION,
+    AbortTxn,
     Ack,
     Barrier,
+    BeginTxn,
     CodecError,
     Command,
+    CommitTxn,
     CreateQueue,
     DeleteQueue,
     Enqueue,
@@ -22,10 +26,14 @@ from state_machine.commands import (
     Nack,
     NewMessage,
     Receive,
+    StageTxn,
+    Transact,
+    TxnOp,
     UnsupportedVersion,
     decode_entry,
     encode_entry,
     fingerprint,
+    txn_fingerprint,
 )
 from state_machine.config import QueueConfig
 
@@ -55,15 +63,31 @@ new_messages = st.builds(
     fingerprint=short_bytes,
 )
 receipts = st.lists(small_text, max_size=3)
+enqueues = st.builds(Enqueue, queue=small_text, messages=st.lists(new_messages, max_size=3))
+acks = st.builds(Ack, queue=small_text, receipts=receipts)
+nacks = st.builds(Nack, queue=small_text, receipts=receipts, delay_ms=ints)
+extends = st.builds(Extend, queue=small_text, receipts=receipts, visibility_timeout_ms=ints)
+txn_ops: st.SearchStrategy[list[TxnOp]] = st.lists(st.one_of(enqueues, acks, nacks, extends), max_size=3)
 BY_TYPE: dict[type, st.SearchStrategy[Command]] = {
     CreateQueue: st.builds(CreateQueue, name=small_text, config=configs),
     DeleteQueue: st.builds(DeleteQueue, name=small_text),
-    Enqueue: st.builds(Enqueue, queue=small_text, messages=st.lists(new_messages, max_size=3)),
-    Receive: st.builds(Receive, queue=small_text, max_messages=ints, visibility_timeout_ms=st.none() | ints),
-    Ack: st.builds(Ack, queue=small_text, receipts=receipts),
-    Nack: st.builds(Nack, queue=small_text, receipts=receipts, delay_ms=ints),
-    Extend: st.builds(Extend, queue=small_text, receipts=receipts, visibility_timeout_ms=ints),
+    Enqueue: enqueues,
+    Receive: st.builds(
+        Receive,
+        queue=small_text,
+        max_messages=ints,
+        visibility_timeout_ms=st.none() | ints,
+        receive_attempt_id=st.none() | small_text,
+    ),
+    Ack: acks,
+    Nack: nacks,
+    Extend: extends,
     Barrier: st.just(Barrier()),
+    Transact: st.builds(Transact, transaction_id=small_text, fingerprint=short_bytes, ops=txn_ops, retention_ms=ints),
+    BeginTxn: st.builds(BeginTxn, transaction_id=small_text, timeout_ms=ints, retention_ms=ints),
+    StageTxn: st.builds(StageTxn, transaction_id=small_text, stage_seq=ints, fingerprint=short_bytes, ops=txn_ops),
+    CommitTxn: st.builds(CommitTxn, transaction_id=small_text),
+    AbortTxn: st.builds(AbortTxn, transaction_id=small_text),
 }
 commands: st.SearchStrategy[Command] = st.one_of(*BY_TYPE.values())
 entries = st.builds(Entry, now_ms=ints, ops=st.lists(commands, max_size=5))
@@ -112,6 +136,95 @@ def test_defaults_survive_the_round_trip() -> None:
     assert decoded == entry
     receive = decoded.ops[0]
     assert isinstance(receive, Receive) and (receive.max_messages, receive.visibility_timeout_ms) == (1, None)
+    assert receive.receive_attempt_id is None
+
+
+def test_version_1_entries_still_decode() -> None:
+    """Entries written before version 2 (in journals and snapshots) lack Receive's trailing attempt ID."""
+    v1_body = msgspec.msgpack.encode(
+        [
+            1234,
+            [
+                ["cq", "q", [30_000, 0, None, 0, 86_400_000, 1_048_576]],
+                ["eq", "q", [["m1", b"body", {"a": "b"}, 0, "key", b"fp"]]],
+                ["rc", "q", 2, None],
+                ["rc", "q", 1, 5000],
+                ["ak", "q", ["r1"]],
+                ["nk", "q", ["r2"], 10],
+                ["ex", "q", ["r3"], 100],
+                ["br"],
+                ["dq", "q"],
+            ],
+        ]
+    )
+    assert decode_entry(b"\x01" + v1_body) == Entry(
+        1234,
+        [
+            CreateQueue("q", QueueConfig()),
+            Enqueue("q", [NewMessage("m1", b"body", {"a": "b"}, 0, "key", b"fp")]),
+            Receive("q", 2, None, None),
+            Receive("q", 1, 5000),
+            Ack("q", ["r1"]),
+            Nack("q", ["r2"], 10),
+            Extend("q", ["r3"], 100),
+            Barrier(),
+            DeleteQueue("q"),
+        ],
+    )
+    # and the same commands re-encode as version 2, which decodes to the same entry
+    entry = decode_entry(b"\x01" + v1_body)
+    assert decode_entry(encode_entry(entry)) == entry and encode_entry(entry)[0] == 2
+
+
+def test_transaction_commands_round_trip_with_nested_ops() -> None:
+    ops: list[TxnOp] = [
+        Enqueue("q", [NewMessage("m", b"x", {}, 0, "k", b"fp")]),
+        Ack("q", ["r1"]),
+        Nack("q", ["r2"], 5),
+        Extend("q", ["r3"], 10),
+    ]
+    entry = Entry(
+        7,
+        [
+            Transact("t1", txn_fingerprint(ops), ops, 60_000),
+            BeginTxn("t2", 30_000, 60_000),
+            StageTxn("t2", 1, txn_fingerprint(ops[:1]), ops[:1]),
+            CommitTxn("t2"),
+            AbortTxn("t3"),
+            Receive("q", 3, None, "attempt-1"),
+        ],
+    )
+    decoded = decode_entry(encode_entry(entry))
+    assert decoded == entry
+    tx = decoded.ops[0]
+    assert isinstance(tx, Transact) and [type(o) for o in tx.ops] == [Enqueue, Ack, Nack, Extend]
+
+
+def test_txn_fingerprint_ignores_message_ids_and_sees_everything_else() -> None:
+    def enq(mid: str, body: bytes = b"x", key: str | None = "k") -> Enqueue:
+        return Enqueue("q", [NewMessage(mid, body, {}, 0, key, fingerprint(body, {}, 0))])
+
+    base: list[TxnOp] = [enq("m1"), Ack("q", ["r1"])]
+    fp = txn_fingerprint(base)
+    assert len(fp) == 16
+    assert txn_fingerprint([enq("other-id"), Ack("q", ["r1"])]) == fp  # a retry generates new message IDs
+    others: list[list[TxnOp]] = [
+        [enq("m1", b"y"), Ack("q", ["r1"])],
+        [enq("m1", key=None), Ack("q", ["r1"])],
+        [enq("m1"), Ack("q", ["r2"])],
+        [enq("m1"), Nack("q", ["r1"])],
+        [enq("m1"), Extend("q", ["r1"], 10)],
+        [Ack("q", ["r1"]), enq("m1")],  # order matters
+        [enq("m1")],
+        [enq("m1"), Ack("q", ["r1"]), Ack("q", ["r1"])],
+        [enq("m1"), Ack("other", ["r1"])],
+    ]
+    for other in others:
+        assert txn_fingerprint(other) != fp, other
+    assert txn_fingerprint([Nack("q", ["r"], 1)]) != txn_fingerprint([Nack("q", ["r"], 2)])
+    # a message without a precomputed fingerprint is digested from its payload
+    bare = Enqueue("q", [NewMessage("m", b"x", {}, 0, "k")])
+    assert txn_fingerprint([bare]) == txn_fingerprint([enq("m1")])
 
 
 @CI

@@ -4,8 +4,9 @@ Every step applies one entry to both and compares every result (receipts by the 
 woken set, the clock and the applied index. After every step it compares what every read reports (queue_info for
 every name, and list_queues), checks that reads wrote nothing, and checks that the store holds exactly one record
 and one index key per message the model has. One rule targets the only write that names a queue without touching
-its timers: deleting a queue whose leases ran out. The test is derandomized and uses no example database, so CI
-runs the same examples every time.
+its timers: deleting a queue whose leases ran out. Receives sometimes carry attempt IDs, and acks are remembered
+(``already_acked``); ``test_model_transactions`` covers transactions. The test is derandomized and uses no
+example database, so CI runs the same examples every time.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class StateMachineVersusModel(RuleBasedStateMachine):
         if kind == "enqueue":
             return Enqueue(name, self.draw_messages(data))
         if kind == "receive":
-            return Receive(name, data.draw(st.sampled_from((1, 2, 3))), data.draw(st.sampled_from((None, 30, 90))))
+            return self.draw_receive(data, name)
         if kind == "junk":  # arguments out of range
             junk: list[Command] = [
                 Enqueue(name, []),
@@ -153,6 +154,14 @@ class StateMachineVersusModel(RuleBasedStateMachine):
             ]
             return data.draw(st.sampled_from(junk))
         return self.draw_settle(data)
+
+    def draw_receive(self, data: st.DataObject, name: str) -> Receive:
+        return Receive(
+            name,
+            data.draw(st.sampled_from((1, 2, 3))),
+            data.draw(st.sampled_from((None, 30, 90))),
+            data.draw(st.sampled_from((None, None, "a1", "a2", ""))),
+        )
 
     def draw_settle(self, data: st.DataObject) -> Command:
         name, receipts = self.draw_settle_target(data)
@@ -178,10 +187,7 @@ class StateMachineVersusModel(RuleBasedStateMachine):
         if kind == "enqueue":
             self.apply([Enqueue(data.draw(names), self.draw_messages(data))], skew)
         elif kind == "receive":
-            receive = Receive(
-                data.draw(names), data.draw(st.sampled_from((1, 2, 3))), data.draw(st.sampled_from((None, 30, 90)))
-            )
-            self.apply([receive], skew)
+            self.apply([self.draw_receive(data, data.draw(names))], skew)
         elif kind == "settle":
             self.apply([self.draw_settle(data)], skew)
         elif kind == "create":  # or delete
@@ -261,6 +267,12 @@ class StateMachineVersusModel(RuleBasedStateMachine):
         assert by_tag[b"T"] == sum(1 for m in messages if m.state != "ready")
         assert by_tag[b"L"] == sum(1 for q in queues if q.config.dead_letter_queue is not None)
         assert by_tag[b"D"] <= sum(len(q.keys) for q in queues)
+        # remembered acks and receive attempts: exactly the live ones (every entry sweeps the expired ones)
+        now = self.model.clock
+        acked = sum(1 for q in queues for _, expires in q.acked.values() if now < expires)
+        attempts = sum(1 for q in queues for _, expires in q.attempts.values() if now < expires)
+        assert (by_tag[b"K"], by_tag[b"A"]) == (acked, attempts)
+        assert by_tag[b"E"] >= acked + attempts  # and the entries of deleted queues, until they expire
 
 
 StateMachineVersusModel.TestCase.settings = settings(
