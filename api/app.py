@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from api import handlers_cluster, handlers_messages, handlers_queues
+from api import handlers_cluster, handlers_messages, handlers_queues, handlers_transactions
 from api.backend import Backend
 from api.context import CONTEXT, ApiContext
 from api.ids import MessageIdGenerator
@@ -52,6 +52,12 @@ def create_app(
             web.post("/v1/queues/{queue}/ack", handlers_messages.ack),
             web.post("/v1/queues/{queue}/nack", handlers_messages.nack),
             web.post("/v1/queues/{queue}/extend", handlers_messages.extend),
+            web.post("/v1/transactions", handlers_transactions.transact),
+            web.put("/v1/transactions/{transaction_id}", handlers_transactions.begin),
+            web.get("/v1/transactions/{transaction_id}", handlers_transactions.get_transaction),
+            web.post("/v1/transactions/{transaction_id}/operations", handlers_transactions.stage),
+            web.post("/v1/transactions/{transaction_id}/commit", handlers_transactions.commit),
+            web.post("/v1/transactions/{transaction_id}/abort", handlers_transactions.abort),
         ]
     )
     return app

@@ -17,7 +17,7 @@ from typing import Protocol
 import msgspec
 
 from state_machine.commands import Command
-from state_machine.results import QueueInfo, Result, StateDigest
+from state_machine.results import QueueInfo, Result, StateDigest, TxnOutcome
 
 
 class ReplicationError(Exception):
@@ -100,6 +100,16 @@ class Backend(Protocol):
         ...
 
     def list_queues(self) -> list[QueueInfo]: ...
+
+    def transaction(self, transaction_id: str) -> TxnOutcome | None:
+        """This node's applied view of one transaction record (a pending one past its timeout reads as aborted),
+        or None when no record exists (never begun, failed preconditions, or forgotten after its retention)."""
+        ...
+
+    @property
+    def transaction_retention_ms(self) -> int:
+        """How long decided transaction records are kept (stamped into each transaction command)."""
+        ...
 
     def cluster_status(self) -> ClusterStatus: ...
 

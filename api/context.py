@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import msgspec
 from aiohttp import web
 
 from api.backend import Backend, ReplicationError
@@ -27,15 +28,22 @@ class ApiContext:
     max_request_bytes: int
     new_message_id: Callable[[], str]
 
-    async def execute(self, op: Command) -> tuple[Result, int]:
-        """Replicates ``op``; returns its (non-rejected) result and commit index, or raises ``Problem``."""
+    async def execute(
+        self, op: Command, *, request_field: Callable[[str | None], str | None] | None = None
+    ) -> tuple[Result, int]:
+        """Replicates ``op``; returns its (non-rejected) result and commit index, or raises ``Problem``.
+
+        ``request_field`` maps a rejection's field from the command's naming to the request's."""
         try:
             applied = await self.backend.execute(op, timeout=self.request_timeout_s)
         except ReplicationError as exc:
             raise write_failure(exc) from exc
-        if isinstance(applied.result, Rejected):
-            raise rejected_problem(applied.result)
-        return applied.result, applied.commit_index
+        result = applied.result
+        if isinstance(result, Rejected):
+            if request_field is not None:
+                result = msgspec.structs.replace(result, field=request_field(result.field))
+            raise rejected_problem(result)
+        return result, applied.commit_index
 
     async def barrier(self) -> None:
         """A linearizable read point, or ``Problem`` (never an unknown outcome: reads change nothing)."""

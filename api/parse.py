@@ -4,11 +4,13 @@ command the backend executes. Nothing here talks to the backend; every error is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from api.problems import invalid_request
 from api.validation import (
+    INT64_MAX,
     as_flag,
     as_int,
     as_list,
@@ -21,7 +23,7 @@ from api.validation import (
     require,
     seconds_to_ms,
 )
-from state_machine.commands import Ack, Enqueue, Extend, Nack, NewMessage, Receive, fingerprint
+from state_machine.commands import Ack, Enqueue, Extend, Nack, NewMessage, Receive, TxnOp, fingerprint
 from state_machine.config import (
     MAX_ATTRIBUTE_LEN,
     MAX_ATTRIBUTES,
@@ -29,7 +31,13 @@ from state_machine.config import (
     MAX_DELAY_MS,
     MAX_IDEMPOTENCY_KEY_LEN,
     MAX_RECEIVE,
+    MAX_RECEIVE_ATTEMPT_ID_LEN,
+    MAX_TRANSACTION_ID_LEN,
+    MAX_TXN_ITEMS,
+    MAX_TXN_OPS,
+    MAX_TXN_TIMEOUT_MS,
     MAX_VISIBILITY_TIMEOUT_MS,
+    MIN_TXN_TIMEOUT_MS,
     ConfigError,
     QueueConfig,
     check_queue_name,
@@ -40,6 +48,10 @@ MAX_ATTRIBUTE_KEY_LEN = 128
 MAX_WAIT_S = 20
 MAX_RECEIPTS = 1000
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+#: Client-chosen IDs (transaction IDs, receive attempt IDs): safe in a URL path segment as they are.
+CLIENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # always fullmatch
+DEFAULT_TXN_TIMEOUT_MS = 30_000
 
 _CONFIG_FIELDS = (
     "visibility_timeout_s",
@@ -55,12 +67,21 @@ _MESSAGE_FIELDS = ("body", "attributes", "delay_s", "idempotency_key")
 # --- path and query -----------------------------------------------------------------------------------------
 
 
-def queue_name(name: str) -> str:
+def queue_name(name: str, field: str = "queue") -> str:
     try:
-        check_queue_name(name, "queue")
+        check_queue_name(name, field)
     except ConfigError as exc:
         raise invalid_request(exc.field, exc.detail) from None
     return name
+
+
+def client_id(value: object, field: str, max_len: int = MAX_TRANSACTION_ID_LEN) -> str:
+    """A transaction ID or receive attempt ID: 1-128 characters of letters, digits, ``_ . : -``, starting with
+    a letter or digit (so it can be written in a URL path as it is)."""
+    text = as_str(value, field, min_len=1, max_len=max_len)
+    if not CLIENT_ID_RE.fullmatch(text):
+        raise invalid_request(field, "must be letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+    return text
 
 
 def local_consistency(query: Mapping[str, str]) -> bool:
@@ -203,7 +224,7 @@ class ReceiveRequest:
 
 
 def receive(queue: str, obj: Mapping[str, object]) -> ReceiveRequest:
-    check_fields(obj, ("max_messages", "visibility_timeout_s", "wait_s"))
+    check_fields(obj, ("max_messages", "visibility_timeout_s", "wait_s", "receive_attempt_id"))
     max_messages = 1
     if "max_messages" in obj:
         max_messages = as_int(obj["max_messages"], "max_messages", lo=1, hi=MAX_RECEIVE)
@@ -220,39 +241,161 @@ def receive(queue: str, obj: Mapping[str, object]) -> ReceiveRequest:
         wait_s = as_number(obj["wait_s"], "wait_s")
         if not 0 <= wait_s <= MAX_WAIT_S:
             raise invalid_request("wait_s", f"must be 0 to {MAX_WAIT_S} seconds")
-    return ReceiveRequest(Receive(queue, max_messages, visibility_ms), float(wait_s))
+    attempt = obj.get("receive_attempt_id")
+    attempt_id = None if attempt is None else client_id(attempt, "receive_attempt_id", MAX_RECEIVE_ATTEMPT_ID_LEN)
+    return ReceiveRequest(Receive(queue, max_messages, visibility_ms, attempt_id), float(wait_s))
 
 
 #: Receipts are 43 characters today; the bound leaves room for a future format and keeps entries small.
 MAX_RECEIPT_LEN = 256
 
 
-def _receipts(obj: Mapping[str, object]) -> list[str]:
-    items = as_list(require(obj, "receipts"), "receipts", min_len=1, max_len=MAX_RECEIPTS)
-    return [as_str(item, f"receipts[{i}]", min_len=1, max_len=MAX_RECEIPT_LEN) for i, item in enumerate(items)]
+def _receipts(obj: Mapping[str, object], prefix: str = "") -> list[str]:
+    field = join(prefix, "receipts")
+    items = as_list(require(obj, "receipts", prefix), field, min_len=1, max_len=MAX_RECEIPTS)
+    return [as_str(item, f"{field}[{i}]", min_len=1, max_len=MAX_RECEIPT_LEN) for i, item in enumerate(items)]
 
 
-def ack(queue: str, obj: Mapping[str, object]) -> Ack:
-    check_fields(obj, ("receipts",))
-    return Ack(queue, _receipts(obj))
+def _ack(queue: str, obj: Mapping[str, object], prefix: str) -> Ack:
+    return Ack(queue, _receipts(obj, prefix))
 
 
-def nack(queue: str, obj: Mapping[str, object]) -> Nack:
-    check_fields(obj, ("receipts", "delay_s"))
-    receipts = _receipts(obj)
+def _nack(queue: str, obj: Mapping[str, object], prefix: str) -> Nack:
+    receipts = _receipts(obj, prefix)
     delay_ms = 0
     if "delay_s" in obj:
-        delay_ms = duration_ms(obj["delay_s"], "delay_s", max_ms=MAX_DELAY_MS, positive=False)
+        delay_ms = duration_ms(obj["delay_s"], join(prefix, "delay_s"), max_ms=MAX_DELAY_MS, positive=False)
     return Nack(queue, receipts, delay_ms)
 
 
-def extend(queue: str, obj: Mapping[str, object]) -> Extend:
-    check_fields(obj, ("receipts", "visibility_timeout_s"))
-    receipts = _receipts(obj)
+def _extend(queue: str, obj: Mapping[str, object], prefix: str) -> Extend:
+    receipts = _receipts(obj, prefix)
     visibility_ms = duration_ms(
-        require(obj, "visibility_timeout_s"),
-        "visibility_timeout_s",
+        require(obj, "visibility_timeout_s", prefix),
+        join(prefix, "visibility_timeout_s"),
         max_ms=MAX_VISIBILITY_TIMEOUT_MS,
         positive=True,
     )
     return Extend(queue, receipts, visibility_ms)
+
+
+def ack(queue: str, obj: Mapping[str, object]) -> Ack:
+    check_fields(obj, ("receipts",))
+    return _ack(queue, obj, "")
+
+
+def nack(queue: str, obj: Mapping[str, object]) -> Nack:
+    check_fields(obj, ("receipts", "delay_s"))
+    return _nack(queue, obj, "")
+
+
+def extend(queue: str, obj: Mapping[str, object]) -> Extend:
+    check_fields(obj, ("receipts", "visibility_timeout_s"))
+    return _extend(queue, obj, "")
+
+
+# --- transactions -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOp:
+    """A transaction's enqueue before message IDs are assigned."""
+
+    queue: str
+    messages: list[MessageSpec]
+
+
+OpSpec = EnqueueOp | Ack | Nack | Extend
+
+_SETTLE_PARSERS: Mapping[str, Callable[[str, Mapping[str, object], str], Ack | Nack | Extend]] = {
+    "ack": _ack,
+    "nack": _nack,
+    "extend": _extend,
+}
+#: Fields of each op object besides "op" and "queue".
+_OP_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "enqueue": ("messages",),
+    "ack": ("receipts",),
+    "nack": ("receipts", "delay_s"),
+    "extend": ("receipts", "visibility_timeout_s"),
+}
+
+
+def _txn_op(obj: Mapping[str, object], prefix: str) -> OpSpec:
+    kind = as_str(require(obj, "op", prefix), join(prefix, "op"))
+    if kind not in _OP_FIELDS:
+        raise invalid_request(join(prefix, "op"), f"must be one of enqueue, ack, nack, extend; got {kind!r}")
+    check_fields(obj, ("op", "queue", *_OP_FIELDS[kind]), prefix)
+    queue_field = join(prefix, "queue")
+    queue = queue_name(as_str(require(obj, "queue", prefix), queue_field), queue_field)
+    if kind != "enqueue":
+        return _SETTLE_PARSERS[kind](queue, obj, prefix)
+    field = join(prefix, "messages")
+    items = as_list(require(obj, "messages", prefix), field, min_len=1, max_len=MAX_BATCH)
+    return EnqueueOp(
+        queue, [_message(as_object(item, f"{field}[{i}]"), f"{field}[{i}]") for i, item in enumerate(items)]
+    )
+
+
+def _txn_ops(obj: Mapping[str, object]) -> list[OpSpec]:
+    items = as_list(require(obj, "operations"), "operations", min_len=1, max_len=MAX_TXN_OPS)
+    specs = [_txn_op(as_object(item, f"operations[{i}]"), f"operations[{i}]") for i, item in enumerate(items)]
+    total = sum(len(spec.messages) if isinstance(spec, EnqueueOp) else len(spec.receipts) for spec in specs)
+    if total > MAX_TXN_ITEMS:
+        raise invalid_request("operations", f"at most {MAX_TXN_ITEMS} messages and receipts in all, got {total}")
+    return specs
+
+
+def txn_ops(specs: list[OpSpec], new_id: Callable[[], str]) -> list[TxnOp]:
+    """The commands, with message IDs made exactly as the enqueue endpoint makes them."""
+    return [
+        Enqueue(spec.queue, [m.to_new_message(new_id()) for m in spec.messages])
+        if isinstance(spec, EnqueueOp)
+        else spec
+        for spec in specs
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactRequest:
+    transaction_id: str
+    operations: list[OpSpec]
+
+
+def transact(obj: Mapping[str, object]) -> TransactRequest:
+    """``POST /v1/transactions``: ``{"transaction_id", "operations": [...]}``, both required."""
+    check_fields(obj, ("transaction_id", "operations"))
+    transaction_id = client_id(require(obj, "transaction_id"), "transaction_id")
+    return TransactRequest(transaction_id, _txn_ops(obj))
+
+
+def begin(obj: Mapping[str, object]) -> int:
+    """``PUT /v1/transactions/{id}``: the optional ``timeout_s`` as milliseconds."""
+    check_fields(obj, ("timeout_s",))
+    if "timeout_s" not in obj:
+        return DEFAULT_TXN_TIMEOUT_MS
+    ms = seconds_to_ms(obj["timeout_s"], "timeout_s")
+    if not MIN_TXN_TIMEOUT_MS <= ms <= MAX_TXN_TIMEOUT_MS:
+        raise invalid_request(
+            "timeout_s", f"must be {MIN_TXN_TIMEOUT_MS / 1000:g} to {MAX_TXN_TIMEOUT_MS / 1000:g} seconds"
+        )
+    return ms
+
+
+@dataclass(frozen=True, slots=True)
+class StageRequest:
+    stage_seq: int
+    operations: list[OpSpec]
+
+
+def stage(obj: Mapping[str, object]) -> StageRequest:
+    """``POST /v1/transactions/{id}/operations``: ``{"stage_seq": 1, "operations": [...]}``."""
+    check_fields(obj, ("stage_seq", "operations"))
+    stage_seq = as_int(require(obj, "stage_seq"), "stage_seq", lo=1, hi=INT64_MAX)
+    return StageRequest(stage_seq, _txn_ops(obj))
+
+
+def no_fields(obj: Mapping[str, object]) -> None:
+    """A body that may be absent or ``{}`` (commit, abort)."""
+    for name in obj:
+        raise invalid_request(name, "unknown field (this request takes no fields)")

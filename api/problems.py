@@ -40,6 +40,11 @@ class ProblemCode(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     REQUEST_TOO_LARGE = "request_too_large"
     QUEUE_FULL = "queue_full"
+    TRANSACTION_ABORTED = "transaction_aborted"
+    TRANSACTION_CONFLICT = "transaction_conflict"
+    TRANSACTION_NOT_FOUND = "transaction_not_found"
+    TRANSACTION_NOT_PENDING = "transaction_not_pending"
+    TRANSACTION_EXISTS = "transaction_exists"
     NO_LEADER = "no_leader"
     #: Not in docs/http-api.md (yet): the backend refused because this node is not the leader.
     NOT_LEADER = "not_leader"
@@ -63,6 +68,11 @@ TITLES: Mapping[ProblemCode, str] = {
     ProblemCode.MESSAGE_TOO_LARGE: "Message too large",
     ProblemCode.REQUEST_TOO_LARGE: "Request too large",
     ProblemCode.QUEUE_FULL: "Queue full",
+    ProblemCode.TRANSACTION_ABORTED: "Transaction aborted",
+    ProblemCode.TRANSACTION_CONFLICT: "Transaction ID reused for a different request",
+    ProblemCode.TRANSACTION_NOT_FOUND: "Transaction not found",
+    ProblemCode.TRANSACTION_NOT_PENDING: "Transaction already decided",
+    ProblemCode.TRANSACTION_EXISTS: "Transaction exists",
     ProblemCode.NO_LEADER: "No leader",
     ProblemCode.NOT_LEADER: "Not the leader",
     ProblemCode.OVERLOADED: "Overloaded",
@@ -89,6 +99,7 @@ class Problem(Exception):
         outcome: Literal["unknown"] | None = None,
         retry_after_s: float | None = None,
         headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
@@ -99,6 +110,8 @@ class Problem(Exception):
         self.outcome = outcome
         self.retry_after_s = retry_after_s
         self.headers = dict(headers or {})
+        #: Extension members (RFC 9457 section 3.2), e.g. a transaction's failures; never override the standard ones.
+        self.extensions = dict(extensions or {})
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {
@@ -113,6 +126,8 @@ class Problem(Exception):
             body["field"] = self.field
         if self.outcome is not None:
             body["outcome"] = self.outcome
+        for name, value in self.extensions.items():
+            body.setdefault(name, value)
         return body
 
     def response(self) -> web.Response:
@@ -144,6 +159,10 @@ REJECTED: Mapping[ErrorCode, tuple[int, ProblemCode, Retry]] = {
     ErrorCode.MESSAGE_TOO_LARGE: (413, ProblemCode.MESSAGE_TOO_LARGE, "never"),
     ErrorCode.QUEUE_FULL: (429, ProblemCode.QUEUE_FULL, "safe"),
     ErrorCode.INVALID_ARGUMENT: (400, ProblemCode.INVALID_REQUEST, "never"),
+    ErrorCode.TRANSACTION_CONFLICT: (409, ProblemCode.TRANSACTION_CONFLICT, "never"),
+    ErrorCode.TRANSACTION_NOT_FOUND: (404, ProblemCode.TRANSACTION_NOT_FOUND, "never"),
+    ErrorCode.TRANSACTION_NOT_PENDING: (409, ProblemCode.TRANSACTION_NOT_PENDING, "never"),
+    ErrorCode.TRANSACTION_EXISTS: (409, ProblemCode.TRANSACTION_EXISTS, "never"),
     # The log entry did not decode: a bug or corruption, not something the client did.
     ErrorCode.INVALID_ENTRY: (500, ProblemCode.INTERNAL, "never"),
 }

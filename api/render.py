@@ -9,8 +9,22 @@ import msgspec
 from aiohttp import web
 
 from api.backend import ClusterStatus
+from api.problems import REJECTED
+from state_machine.commands import Ack, Enqueue, Extend, Nack, TxnOp
 from state_machine.config import QueueConfig
-from state_machine.results import Delivery, EnqueuedMessage, QueueInfo, SettleOutcome
+from state_machine.results import (
+    Delivery,
+    Enqueued,
+    EnqueuedMessage,
+    ErrorCode,
+    QueueInfo,
+    Result,
+    Settled,
+    SettleOutcome,
+    TxnFailure,
+    TxnOutcome,
+    TxnStatus,
+)
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -87,6 +101,103 @@ def settle_results(receipts: list[str], outcomes: list[SettleOutcome]) -> list[d
     if len(receipts) != len(outcomes):
         raise RuntimeError(f"{len(receipts)} receipts settled but {len(outcomes)} outcomes came back")
     return [{"receipt": r, "outcome": str(o)} for r, o in zip(receipts, outcomes, strict=True)]
+
+
+# --- transactions -------------------------------------------------------------------------------------------
+
+#: The op a settle result came from, when only the result is at hand (commit, GET): every outcome a committed
+#: transaction can hold names its op. Anything else (never expected) is rendered as "settle".
+_SETTLE_OP: Mapping[SettleOutcome, str] = {
+    SettleOutcome.ACKED: "ack",
+    SettleOutcome.ALREADY_ACKED: "ack",
+    SettleOutcome.NACKED: "nack",
+    SettleOutcome.DEAD_LETTERED: "nack",
+    SettleOutcome.EXTENDED: "extend",
+}
+
+
+def _op_name(op: TxnOp) -> str:
+    match op:
+        case Enqueue():
+            return "enqueue"
+        case Ack():
+            return "ack"
+        case Nack():
+            return "nack"
+        case Extend():
+            return "extend"
+
+
+def txn_result(result: Result, op: TxnOp | None) -> dict[str, object]:
+    """One committed op's result; ``op`` (the request's, when the handler has it) names the op exactly."""
+    if isinstance(result, Enqueued):
+        return {"op": "enqueue", "messages": [enqueued_message(m) for m in result.messages]}
+    if isinstance(result, Settled):
+        if op is not None:
+            name = _op_name(op)
+        else:
+            name = _SETTLE_OP.get(result.outcomes[0], "settle") if result.outcomes else "settle"
+        return {"op": name, "outcomes": [str(o) for o in result.outcomes]}
+    raise RuntimeError(f"a committed transaction holds a {type(result).__name__} result")
+
+
+def txn_request_field(field: str | None) -> str | None:
+    """A field the state machine names inside a transaction command (``ops``, ``ops[2].receipts[0]``) as the
+    client spelled it (``operations``, ``operations[2].receipts[0]``); other fields are the same in both."""
+    if field is not None and (field == "ops" or field.startswith(("ops[", "ops."))):
+        return "operations" + field[3:]
+    return field
+
+
+def txn_field(op: int, field: str | None) -> str:
+    """A failure's field as a path into the request: ``operations[2].receipts[0]``. The state machine names it
+    from the command's op list (``ops[2]...``); a field relative to the op (``receipts[0]``) is put under it."""
+    base = f"operations[{op}]"
+    path = txn_request_field(field)
+    if path is None:
+        return base
+    if path.startswith("operations["):
+        return path
+    return base + path if path.startswith("[") else f"{base}.{path}"
+
+
+_ERROR_CODES = frozenset(code.value for code in ErrorCode)
+
+
+def _failure_code(code: str) -> str:
+    """An ``ErrorCode`` becomes the problem code the API uses for it elsewhere; settle outcomes stay as they are."""
+    if code in _ERROR_CODES:
+        return str(REJECTED[ErrorCode(code)][1])
+    return code
+
+
+def txn_failure(failure: TxnFailure) -> dict[str, object]:
+    return {
+        "op": failure.op,
+        "code": _failure_code(failure.code),
+        "detail": failure.detail,
+        "field": txn_field(failure.op, failure.field),
+    }
+
+
+def txn_outcome(outcome: TxnOutcome, ops: list[TxnOp] | None = None) -> dict[str, object]:
+    """A transaction as the API shows it. Every key is always present; ``results`` is non-empty only when
+    committed, ``reason``/``failures`` only when aborted, ``expires_at`` null when nothing was recorded."""
+    if ops is not None and len(ops) != len(outcome.results) and outcome.status is TxnStatus.COMMITTED:
+        raise RuntimeError(f"{len(ops)} ops committed but {len(outcome.results)} results came back")
+    expires = outcome.expires_at_ms or None
+    return {
+        "transaction_id": outcome.transaction_id,
+        "status": str(outcome.status),
+        "decided_index": outcome.decided_index,
+        "duplicate": outcome.duplicate,
+        "staged_ops": outcome.staged_ops,
+        "expires_at": None if expires is None else rfc3339(expires),
+        "expires_at_ms": expires,
+        "results": [txn_result(result, None if ops is None else ops[i]) for i, result in enumerate(outcome.results)],
+        "reason": outcome.reason,
+        "failures": [txn_failure(f) for f in outcome.failures],
+    }
 
 
 def cluster_status(status: ClusterStatus) -> dict[str, object]:

@@ -7,15 +7,20 @@ from collections.abc import Callable
 
 from api.backend import Applied, Backend, ClusterStatus, Member
 from state_machine.commands import (
+    AbortTxn,
     Ack,
     Barrier,
+    BeginTxn,
     Command,
+    CommitTxn,
     CreateQueue,
     DeleteQueue,
     Enqueue,
     Extend,
     Nack,
     Receive,
+    StageTxn,
+    Transact,
 )
 from state_machine.config import QueueConfig
 from state_machine.results import (
@@ -31,12 +36,15 @@ from state_machine.results import (
     Settled,
     SettleOutcome,
     StateDigest,
+    TxnOutcome,
+    TxnStatus,
 )
 
 #: op -> result; may raise a ``ReplicationError`` (or anything else, to simulate a bug).
 Script = Callable[[Command], Result]
 
 NOW_MS = 1_714_564_800_123  # 2024-05-01T12:00:00.123Z
+RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 def leader_status(node_id: str = "n1", **changes: object) -> ClusterStatus:
@@ -104,6 +112,9 @@ class FakeBackend:
         self.wait_calls: list[float] = []
         self.waiting = asyncio.Event()
         self._activity = asyncio.Event()
+        #: What ``transaction(id)`` answers (the default script does not maintain it).
+        self.transactions: dict[str, TxnOutcome] = {}
+        self.retention_ms = RETENTION_MS
 
     # --- the Backend protocol ---
 
@@ -131,6 +142,13 @@ class FakeBackend:
 
     def list_queues(self) -> list[QueueInfo]:
         return list(self.queues.values())
+
+    def transaction(self, transaction_id: str) -> TxnOutcome | None:
+        return self.transactions.get(transaction_id)
+
+    @property
+    def transaction_retention_ms(self) -> int:
+        return self.retention_ms
 
     def cluster_status(self) -> ClusterStatus:
         return self.status
@@ -172,8 +190,27 @@ class FakeBackend:
             return Settled([SettleOutcome.NACKED] * len(op.receipts))
         if isinstance(op, Extend):
             return Settled([SettleOutcome.EXTENDED] * len(op.receipts))
+        if isinstance(op, Transact | BeginTxn | StageTxn | CommitTxn | AbortTxn):
+            return self._transaction_script(op)
         assert isinstance(op, Barrier)
         return BarrierPassed()
+
+    def _transaction_script(self, op: Transact | BeginTxn | StageTxn | CommitTxn | AbortTxn) -> TxnOutcome:
+        """Plausible first-time outcomes (no records kept): committed, pending, or aborted by the client."""
+        index = self.commit_index + 1  # the index ``execute`` is about to report
+        expires = NOW_MS + RETENTION_MS
+        if isinstance(op, Transact):
+            results = [self.default_script(sub) for sub in op.ops]
+            return TxnOutcome(op.transaction_id, TxnStatus.COMMITTED, index, results, expires_at_ms=expires)
+        if isinstance(op, BeginTxn):
+            return TxnOutcome(op.transaction_id, TxnStatus.PENDING, expires_at_ms=NOW_MS + op.timeout_ms)
+        if isinstance(op, StageTxn):
+            return TxnOutcome(
+                op.transaction_id, TxnStatus.PENDING, expires_at_ms=NOW_MS + 30_000, staged_ops=len(op.ops)
+            )
+        if isinstance(op, CommitTxn):
+            return TxnOutcome(op.transaction_id, TxnStatus.COMMITTED, index, expires_at_ms=expires)
+        return TxnOutcome(op.transaction_id, TxnStatus.ABORTED, index, reason="aborted", expires_at_ms=expires)
 
 
 def _conforms(backend: FakeBackend) -> Backend:

@@ -11,8 +11,7 @@ from typing import Any, ParamSpec
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from api import create_app
-from tests.unit.api.fakes import FakeBackend
+from api import Backend, create_app
 
 P = ParamSpec("P")
 
@@ -37,11 +36,15 @@ def async_test(fn: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
 
 
 @asynccontextmanager
-async def serve(backend: FakeBackend, **options: Any) -> AsyncIterator[Client]:
+async def serve(backend: Backend, **options: Any) -> AsyncIterator[Client]:
     """A client for ``create_app(backend, **options)`` served on 127.0.0.1."""
     client = TestClient(TestServer(create_app(backend, **options)))
     async with client:
         yield client
+
+
+#: Extension members a problem may carry besides the standard ones (``transaction_aborted`` only).
+TRANSACTION_EXTENSIONS = {"transaction_id", "reason", "failures", "decided_index", "duplicate"}
 
 
 async def problem(response: ClientResponse, status: int, code: str) -> dict[str, Any]:
@@ -55,5 +58,9 @@ async def problem(response: ClientResponse, status: int, code: str) -> dict[str,
     assert isinstance(body["title"], str) and body["title"]
     assert isinstance(body["detail"], str) and body["detail"]
     assert body["retry"] in ("never", "safe", "same_idempotency_key")
-    assert set(body) <= {"type", "title", "status", "code", "detail", "retry", "field", "outcome"}
+    standard = {"type", "title", "status", "code", "detail", "retry", "field", "outcome"}
+    if code == "transaction_aborted":
+        assert set(body) == standard - {"field", "outcome"} | TRANSACTION_EXTENSIONS
+    else:
+        assert set(body) <= standard
     return body

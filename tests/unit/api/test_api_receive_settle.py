@@ -225,3 +225,56 @@ async def test_bad_settle_is_400(action: str, body: object, field: str | None) -
         response = await client.post(f"/v1/queues/q/{action}", data=data)
         assert (await problem(response, 400, "invalid_request")).get("field") == field
     assert fake.ops == []
+
+
+@async_test
+async def test_receive_attempt_id_is_passed_to_every_poll() -> None:
+    fake = FakeBackend()
+    async with serve(fake) as client:
+        body = {"max_messages": 3, "receive_attempt_id": "worker-7:attempt.1_a", "wait_s": 0.05}
+        response = await client.post("/v1/queues/orders/receive", json=body)
+        assert response.status == 200
+        await client.post("/v1/queues/orders/receive", json={"receive_attempt_id": None})
+    polls = fake.ops[:-1]
+    assert len(polls) >= 2  # the long poll re-executed the same receive
+    assert all(op == Receive("orders", 3, None, "worker-7:attempt.1_a") for op in polls)
+    assert fake.ops[-1] == Receive("orders", 1, None, None)
+
+
+BAD_ATTEMPT_IDS: list[object] = ["", "a" * 129, 7, True, ["a"], "a b", "-a", "a/b", "ü"]
+
+
+@pytest.mark.parametrize("attempt_id", BAD_ATTEMPT_IDS, ids=repr)
+@async_test
+async def test_bad_receive_attempt_id_is_400(attempt_id: object) -> None:
+    fake = FakeBackend()
+    async with serve(fake) as client:
+        response = await client.post("/v1/queues/orders/receive", json={"receive_attempt_id": attempt_id})
+        body = await problem(response, 400, "invalid_request")
+    assert body["field"] == "receive_attempt_id"
+    assert fake.ops == []
+
+
+@async_test
+async def test_receive_attempt_id_of_128_characters_is_accepted() -> None:
+    fake = FakeBackend()
+    async with serve(fake) as client:
+        response = await client.post("/v1/queues/orders/receive", json={"receive_attempt_id": "A" * 128})
+        assert response.status == 200
+    assert fake.ops == [Receive("orders", 1, None, "A" * 128)]
+
+
+@pytest.mark.parametrize("outcome", list(SettleOutcome), ids=str)
+@pytest.mark.parametrize("action", ["ack", "nack", "extend"])
+@async_test
+async def test_every_settle_outcome_renders(action: str, outcome: SettleOutcome) -> None:
+    fake = FakeBackend()
+    fake.script = lambda op: Settled([outcome, SettleOutcome.ALREADY_ACKED])
+    body = {"receipts": ["a", "b"], **({"visibility_timeout_s": 5} if action == "extend" else {})}
+    async with serve(fake) as client:
+        response = await client.post(f"/v1/queues/q/{action}", json=body)
+        assert response.status == 200
+        assert (await response.json())["results"] == [
+            {"receipt": "a", "outcome": outcome.value},
+            {"receipt": "b", "outcome": "already_acked"},
+        ]
