@@ -7,11 +7,13 @@ It depends on aiohttp and msgspec only, not on the server's packages, so applica
         await client.enqueue("orders", "hello")
         for message in await client.receive("orders", wait_s=5):
             await client.ack("orders", message)
+        # Atomically: ack what was processed and enqueue what it produced, to any queues.
+        await client.transact("txn-42", [AckOp("orders", message), EnqueueOp("invoices", ["invoice 42"])])
 
 See ``raft_queue/client/DESIGN.md`` for the retry rules.
 """
 
-from raft_queue.client.async_client import AsyncClient, Receipts
+from raft_queue.client.async_client import AsyncClient, AsyncTransaction, Receipts
 from raft_queue.client.errors import (
     ApiError,
     ClientClosedError,
@@ -31,32 +33,53 @@ from raft_queue.client.errors import (
     RequestTooLarge,
     RouteNotFound,
     ServiceUnavailable,
+    TransactionAborted,
+    TransactionConflict,
+    TransactionError,
+    TransactionExists,
+    TransactionNotFound,
+    TransactionNotPending,
     UnavailableError,
 )
 from raft_queue.client.models import (
+    AckOp,
     BatchEnqueueResult,
     ClusterStatus,
     Consistency,
     CreateQueueResult,
     DeleteQueueResult,
     EnqueuedMessage,
+    EnqueueOp,
+    EnqueueOpResult,
     EnqueueResult,
+    ExtendOp,
     Member,
+    NackOp,
     OutgoingMessage,
     QueueConfig,
     QueueCounts,
     QueueInfo,
     ReceivedMessage,
+    SettleOpResult,
     SettleOutcome,
     SettleResult,
+    TransactionFailure,
+    TransactionInfo,
+    TransactionMessage,
+    TransactionOp,
+    TransactionOpResult,
+    TransactionResult,
+    TransactionState,
 )
 from raft_queue.client.retry import RetryPolicy
-from raft_queue.client.sync_client import Client
+from raft_queue.client.sync_client import Client, Transaction
 from raft_queue.client.transport import RetryEvent
 
 __all__ = [
+    "AckOp",
     "ApiError",
     "AsyncClient",
+    "AsyncTransaction",
     "BatchEnqueueResult",
     "Client",
     "ClientClosedError",
@@ -65,14 +88,18 @@ __all__ = [
     "CreateQueueResult",
     "DeadLetterQueueNotFound",
     "DeleteQueueResult",
+    "EnqueueOp",
+    "EnqueueOpResult",
     "EnqueueResult",
     "EnqueuedMessage",
+    "ExtendOp",
     "IdempotencyKeyConflict",
     "InternalServerError",
     "InvalidRequest",
     "Member",
     "MessageTooLarge",
     "MethodNotAllowed",
+    "NackOp",
     "OutcomeUnknownError",
     "OutgoingMessage",
     "ProtocolError",
@@ -91,7 +118,22 @@ __all__ = [
     "RetryPolicy",
     "RouteNotFound",
     "ServiceUnavailable",
+    "SettleOpResult",
     "SettleOutcome",
     "SettleResult",
+    "Transaction",
+    "TransactionAborted",
+    "TransactionConflict",
+    "TransactionError",
+    "TransactionExists",
+    "TransactionFailure",
+    "TransactionInfo",
+    "TransactionMessage",
+    "TransactionNotFound",
+    "TransactionNotPending",
+    "TransactionOp",
+    "TransactionOpResult",
+    "TransactionResult",
+    "TransactionState",
     "UnavailableError",
 ]

@@ -7,17 +7,21 @@ What a retry means for each operation (see ``transport`` for when the client ret
   outcome answers either "new" or ``duplicate=True`` with the original ``message_id``: either way the message
   is in the queue exactly once.
 - ``ack`` / ``nack`` / ``extend``: safe to retry by construction; the client reports what the server says for
-  the last attempt. A retried ack whose first attempt succeeded reports ``stale`` (the message is gone).
+  the last attempt. A retried ack whose first attempt succeeded reports ``already_acked`` (``stale`` once the
+  server has forgotten the receipt).
+- ``transact`` and the interactive transaction calls: every attempt sends the identical body under the same
+  transaction ID (and ``stage_seq``); the server answers a repeat with the recorded outcome (``duplicate=True``)
+  and never applies a transaction twice.
 - ``create_queue``: idempotent (``200`` for an identical queue); after an unknown outcome ``created`` may be
   False for a queue this call created.
 - ``delete_queue``: after an attempt with an unknown outcome, a ``404 queue_not_found`` is taken as success
   (the earlier attempt deleted it); ``commit_index`` is then ``None``.
-- ``receive``: retried too, but a receive whose outcome was unknown may have leased messages that this call
-  never sees; they become ready again when their visibility timeout runs out (at-least-once delivery).
+- ``receive``: every call sends a ``receive_attempt_id`` (a uuid4 generated once per call), the same on every
+  attempt: a retry after an unknown outcome gets the deliveries the lost attempt leased, not new ones.
 - Reads are retried freely.
 
 If the attempts run out, ``UnavailableError`` means nothing was applied; ``OutcomeUnknownError`` means it may
-have been (it carries the idempotency keys of an enqueue).
+have been (it carries the idempotency keys, transaction ID or receive attempt ID to resend with).
 """
 
 from __future__ import annotations
@@ -31,8 +35,14 @@ from urllib.parse import quote
 
 import aiohttp
 
-from raft_queue.client import wire
-from raft_queue.client.errors import ClientClosedError, ProtocolError, QueueNotFound
+from raft_queue.client import transactions, wire
+from raft_queue.client.errors import (
+    ClientClosedError,
+    ProtocolError,
+    QueueNotFound,
+    TransactionAborted,
+    TransactionNotPending,
+)
 from raft_queue.client.models import (
     BatchEnqueueResult,
     ClusterStatus,
@@ -43,39 +53,36 @@ from raft_queue.client.models import (
     EnqueueResult,
     OutgoingMessage,
     QueueInfo,
+    Receipts,
     ReceivedMessage,
     SettleResult,
+    TransactionInfo,
+    TransactionOp,
+    TransactionResult,
+    TransactionState,
+    receipt_list,
 )
 from raft_queue.client.retry import RetryPolicy
+from raft_queue.client.transactions import AsyncTransaction, EncodedOp, message_json
 from raft_queue.client.transport import ApiReply, ApiRequest, RetryEvent, Transport
 
 T = TypeVar("T")
 
-#: What ``ack``/``nack``/``extend`` take: receipts, or the received messages themselves.
-Receipts = str | ReceivedMessage | Sequence[str | ReceivedMessage]
+__all__ = ["AsyncClient", "AsyncTransaction", "Receipts"]
 
 
 def _queue_path(name: str) -> str:
     return "/v1/queues/" + quote(name, safe="")
 
 
+def _transaction_path(transaction_id: str) -> str:
+    if not isinstance(transaction_id, str) or not transaction_id:
+        raise ValueError(f"transaction_id must be a non-empty string, not {transaction_id!r}")
+    return "/v1/transactions/" + quote(transaction_id, safe="")
+
+
 def _new_key() -> str:
     return str(uuid.uuid4())
-
-
-def _message_json(message: OutgoingMessage, key: str) -> dict[str, object]:
-    body: dict[str, object] = {"body": message.body, "idempotency_key": key}
-    if message.attributes is not None:
-        body["attributes"] = dict(message.attributes)
-    if message.delay_s is not None:
-        body["delay_s"] = message.delay_s
-    return body
-
-
-def _receipt_list(receipts: Receipts) -> list[str]:
-    if isinstance(receipts, str | ReceivedMessage):
-        receipts = [receipts]
-    return [r.receipt if isinstance(r, ReceivedMessage) else r for r in receipts]
 
 
 def _consistency_query(consistency: Consistency) -> tuple[tuple[str, str], ...]:
@@ -254,7 +261,7 @@ class AsyncClient:
         request = ApiRequest(
             "POST",
             _queue_path(queue) + "/messages",
-            body=wire.encode(_message_json(message, key)),
+            body=wire.encode(message_json(message, key)),
             idempotency_keys=(key,),
         )
         result = self._expect(await self._send(request), wire.Enqueued, 200, 201)
@@ -270,7 +277,7 @@ class AsyncClient:
         """Enqueues 1 to 1000 messages atomically (all or none). Messages without a key get a generated
         one."""
         keys = tuple(m.idempotency_key if m.idempotency_key is not None else _new_key() for m in messages)
-        payload = {"messages": [_message_json(m, k) for m, k in zip(messages, keys, strict=True)]}
+        payload = {"messages": [message_json(m, k) for m, k in zip(messages, keys, strict=True)]}
         request = ApiRequest("POST", _queue_path(queue) + "/messages", body=wire.encode(payload), idempotency_keys=keys)
         reply = await self._send(request)
         result = self._expect(reply, wire.BatchEnqueued, 200, 201)
@@ -295,20 +302,25 @@ class AsyncClient:
         max_messages: int = 1,
         visibility_timeout_s: float | None = None,
         wait_s: float = 0,
+        receive_attempt_id: str | None = None,
     ) -> list[ReceivedMessage]:
         """Leases up to ``max_messages`` ready messages, oldest first. With ``wait_s > 0`` and nothing ready,
         waits up to that long for one (a long poll); an empty list means nothing became ready.
 
-        If an attempt's outcome was unknown and a retry succeeds, messages leased by the lost attempt are not
-        returned; they are delivered again once their visibility timeout runs out."""
+        Every attempt carries the same ``receive_attempt_id`` (the caller's, or a uuid4 generated once per call),
+        so a retry after an unknown outcome returns the deliveries the lost attempt leased instead of leasing
+        more. Pass the ID of an ``OutcomeUnknownError`` to collect what that call leased."""
+        attempt_id = receive_attempt_id if receive_attempt_id is not None else uuid.uuid4().hex
         payload: dict[str, object] = {"max_messages": max_messages, "wait_s": wait_s}
         if visibility_timeout_s is not None:
             payload["visibility_timeout_s"] = visibility_timeout_s
+        payload["receive_attempt_id"] = attempt_id
         request = ApiRequest(
             "POST",
             _queue_path(queue) + "/receive",
             body=wire.encode(payload),
             extra_timeout_s=max(float(wait_s), 0.0),
+            receive_attempt_id=attempt_id,
         )
         return list(self._expect(await self._send(request), wire.Received, 200).messages)
 
@@ -326,17 +338,135 @@ class AsyncClient:
         return await self._settle(queue, "extend", receipts, {"visibility_timeout_s": visibility_timeout_s})
 
     async def _settle(self, queue: str, verb: str, receipts: Receipts, extra: dict[str, object]) -> list[SettleResult]:
-        receipt_list = _receipt_list(receipts)
-        body = wire.encode({"receipts": receipt_list, **extra})
+        receipt_strings = receipt_list(receipts)
+        body = wire.encode({"receipts": receipt_strings, **extra})
         reply = await self._send(ApiRequest("POST", f"{_queue_path(queue)}/{verb}", body=body))
         results = self._expect(reply, wire.Settled, 200).results
-        if len(results) != len(receipt_list):
+        if len(results) != len(receipt_strings):
             raise ProtocolError(
-                f"{reply.node_url} answered {len(results)} results for {len(receipt_list)} receipts",
+                f"{reply.node_url} answered {len(results)} results for {len(receipt_strings)} receipts",
                 status=reply.status,
                 node_url=reply.node_url,
             )
         return list(results)
+
+    # --- transactions -------------------------------------------------------------------------------------
+
+    async def transact(self, transaction_id: str, operations: Sequence[TransactionOp]) -> TransactionResult:
+        """Applies ``operations`` (``EnqueueOp``, ``AckOp``, ``NackOp``, ``ExtendOp``, to any queues) atomically:
+        all of them, or none.
+
+        Returns the committed transaction, one result per op. ``duplicate=True``: it had already committed
+        (this call's own lost attempt, or an earlier call with this ID) and nothing was applied now. Raises
+        ``TransactionAborted`` when an op cannot apply (``failures`` says which and why; nothing applied),
+        ``TransactionConflict`` when the ID was used for different ops, and ``OutcomeUnknownError`` only when the
+        attempts run out: then send the same transaction again with the same ID to learn its outcome."""
+        _transaction_path(transaction_id)  # validates the ID
+        encoded = transactions.encode_ops(transaction_id, 0, operations)
+        payload = {"transaction_id": transaction_id, "operations": [op.json for op in encoded]}
+        request = ApiRequest(
+            "POST",
+            "/v1/transactions",
+            body=wire.encode(payload),
+            idempotency_keys=transactions.all_keys(encoded),
+            transaction_id=transaction_id,
+        )
+        reply = await self._send(request)
+        return self._committed(reply, transaction_id, encoded, strict=True)
+
+    async def begin_transaction(self, transaction_id: str, timeout_s: float = 30.0) -> AsyncTransaction:
+        """Opens an interactive transaction, which aborts by itself ``timeout_s`` after it began unless
+        committed. Returns its handle: ``stage`` ops, then ``commit`` or ``abort``.
+
+        Beginning an ID that is pending already answers that transaction (``info.duplicate``); its handle
+        numbers stage calls from 1 (see ``resume_transaction`` to continue another handle's numbering). An ID
+        whose transaction is decided raises ``TransactionAborted`` or ``TransactionNotPending``."""
+        body = wire.encode({"timeout_s": timeout_s})
+        path = _transaction_path(transaction_id)
+        reply = await self._send(ApiRequest("PUT", path, body=body, transaction_id=transaction_id))
+        info = self._pending(reply, transaction_id, 200, 201)
+        return AsyncTransaction(self, transaction_id, info=info, knows_staged_ops=info.staged_ops == 0)
+
+    def resume_transaction(self, transaction_id: str, *, next_stage_seq: int) -> AsyncTransaction:
+        """A handle for a pending transaction begun elsewhere (another handle, another process), whose next stage
+        call must send ``next_stage_seq``. Sends nothing."""
+        _transaction_path(transaction_id)
+        return AsyncTransaction(self, transaction_id, next_stage_seq=next_stage_seq)
+
+    async def get_transaction(self, transaction_id: str) -> TransactionInfo:
+        """A transaction's status (``pending``, ``committed`` with its results, ``aborted`` with its reason).
+        Raises ``TransactionNotFound`` for an unknown ID (or a decided one whose record was forgotten)."""
+        path = _transaction_path(transaction_id)
+        reply = await self._send(ApiRequest("GET", path, mutates=False, transaction_id=transaction_id))
+        outcome = self._expect(reply, wire.TxnOutcome, 200)
+        return transactions.info_from(outcome, transaction_id)
+
+    async def _stage_transaction(
+        self, transaction_id: str, stage_seq: int, encoded: tuple[EncodedOp, ...]
+    ) -> TransactionInfo:
+        payload = {"stage_seq": stage_seq, "operations": [op.json for op in encoded]}
+        request = ApiRequest(
+            "POST",
+            _transaction_path(transaction_id) + "/operations",
+            body=wire.encode(payload),
+            idempotency_keys=transactions.all_keys(encoded),
+            transaction_id=transaction_id,
+        )
+        return self._pending(await self._send(request), transaction_id, 200)
+
+    async def _commit_transaction(self, transaction_id: str, staged: tuple[EncodedOp, ...] | None) -> TransactionResult:
+        path = _transaction_path(transaction_id) + "/commit"
+        reply = await self._send(ApiRequest("POST", path, transaction_id=transaction_id))
+        return self._committed(reply, transaction_id, staged, strict=False)
+
+    async def _abort_transaction(self, transaction_id: str) -> TransactionInfo:
+        path = _transaction_path(transaction_id) + "/abort"
+        reply = await self._send(ApiRequest("POST", path, transaction_id=transaction_id))
+        outcome = self._expect(reply, wire.TxnOutcome, 200)
+        info = transactions.info_from(outcome, transaction_id)
+        if info.status is not TransactionState.ABORTED:
+            raise self._undecidable(reply, info)
+        return info
+
+    def _committed(
+        self,
+        reply: ApiReply,
+        transaction_id: str,
+        sent: tuple[EncodedOp, ...] | None,
+        *,
+        strict: bool,
+    ) -> TransactionResult:
+        outcome = self._expect(reply, wire.TxnOutcome, 200, 201)
+        if outcome.status is not TransactionState.COMMITTED:
+            raise self._undecidable(reply, transactions.info_from(outcome, transaction_id))
+        return transactions.committed_result(
+            outcome, transaction_id, sent, strict=strict, status=reply.status, node_url=reply.node_url
+        )
+
+    def _pending(self, reply: ApiReply, transaction_id: str, *statuses: int) -> TransactionInfo:
+        info = transactions.info_from(self._expect(reply, wire.TxnOutcome, *statuses), transaction_id)
+        if info.status is not TransactionState.PENDING:
+            raise self._undecidable(reply, info)
+        return info
+
+    @staticmethod
+    def _undecidable(reply: ApiReply, info: TransactionInfo) -> Exception:
+        """The error for a success answer whose transaction is not in the state the call needs: aborted ->
+        ``TransactionAborted`` (the server normally says so with a 409 itself), committed (an abort, a stage)
+        -> ``TransactionNotPending``, pending (a commit) -> ``ProtocolError``."""
+        what = f"transaction {info.transaction_id!r} is {info.status.value}"
+        if info.status is TransactionState.ABORTED:
+            return TransactionAborted(
+                reply.status,
+                "transaction_aborted",
+                what,
+                reason=info.reason,
+                failures=info.failures,
+                node_url=reply.node_url,
+            )
+        if info.status is TransactionState.COMMITTED:
+            return TransactionNotPending(reply.status, "transaction_not_pending", what, node_url=reply.node_url)
+        return ProtocolError(f"{reply.node_url}: {what}", status=reply.status, node_url=reply.node_url)
 
     # --- cluster ------------------------------------------------------------------------------------------
 

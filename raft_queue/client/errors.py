@@ -15,6 +15,12 @@ as ``__cause__`` for debugging.
      │    ├── QueueInUse                409 queue_in_use
      │    ├── DeadLetterQueueNotFound   409 dead_letter_queue_not_found
      │    ├── IdempotencyKeyConflict    409 idempotency_key_conflict
+     │    ├── TransactionError          any problem about a transaction as a whole:
+     │    │    ├── TransactionAborted   409 transaction_aborted (``reason``, ``failures``)
+     │    │    ├── TransactionConflict  409 transaction_conflict: the ID was used for a different request
+     │    │    ├── TransactionNotPending 409 transaction_not_pending: already committed or aborted
+     │    │    ├── TransactionExists    409 transaction_exists: the ID is taken (begin)
+     │    │    └── TransactionNotFound  404 transaction_not_found
      │    ├── MessageTooLarge           413 message_too_large
      │    ├── RequestTooLarge           413 request_too_large
      │    ├── QueueFull                 429 queue_full (``retry_after_s``)
@@ -32,7 +38,11 @@ A problem ``code`` the client does not know maps to plain ``ApiError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from raft_queue.client.models import TransactionFailure
 
 
 class RaftQueueError(Exception):
@@ -110,6 +120,68 @@ class IdempotencyKeyConflict(ApiError):
     """409 ``idempotency_key_conflict``: the key was already used for a different message."""
 
 
+class TransactionError(ApiError):
+    """A problem with a transaction as a whole (the codes ``transaction_*``)."""
+
+
+class TransactionAborted(TransactionError):
+    """409 ``transaction_aborted``: the transaction did not commit, and nothing of it was applied.
+
+    ``reason`` is ``"preconditions"`` (some ops could not apply: see ``failures``, one per failing op, with its
+    index), ``"timeout"`` (an interactive transaction not committed in time) or ``"aborted"``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        retry: str | None = None,
+        title: str | None = None,
+        outcome: str | None = None,
+        retry_after_s: float | None = None,
+        node_url: str | None = None,
+        reason: str | None = None,
+        failures: Sequence[TransactionFailure] = (),
+    ) -> None:
+        super().__init__(
+            status,
+            code,
+            detail,
+            field=field,
+            retry=retry,
+            title=title,
+            outcome=outcome,
+            retry_after_s=retry_after_s,
+            node_url=node_url,
+        )
+        #: ``"preconditions"``, ``"timeout"`` or ``"aborted"`` (``None`` if the server did not say).
+        self.reason = reason
+        #: One entry per op that could not apply (``reason == "preconditions"``).
+        self.failures: tuple[TransactionFailure, ...] = tuple(failures)
+        if reason is not None or self.failures:
+            what = [f"op {f.op}: {f.code}" for f in self.failures]
+            self.args = (f"{self.args[0]} [reason: {reason}{'; ' if what else ''}{'; '.join(what)}]",)
+
+
+class TransactionConflict(TransactionError):
+    """409 ``transaction_conflict``: the transaction ID was already used for a different request (other ops,
+    or another stage call with the same ``stage_seq``)."""
+
+
+class TransactionNotPending(TransactionError):
+    """409 ``transaction_not_pending``: staging into (or committing) a transaction that is already decided."""
+
+
+class TransactionExists(TransactionError):
+    """409 ``transaction_exists``: the ID is already taken by another transaction."""
+
+
+class TransactionNotFound(TransactionError):
+    """404 ``transaction_not_found``: no transaction has that ID (or its record was forgotten)."""
+
+
 class MessageTooLarge(ApiError):
     """413 ``message_too_large``: a body over the queue's ``max_message_bytes``."""
 
@@ -145,6 +217,11 @@ CODE_TO_ERROR: Mapping[str, type[ApiError]] = {
     "queue_in_use": QueueInUse,
     "dead_letter_queue_not_found": DeadLetterQueueNotFound,
     "idempotency_key_conflict": IdempotencyKeyConflict,
+    "transaction_aborted": TransactionAborted,
+    "transaction_conflict": TransactionConflict,
+    "transaction_not_pending": TransactionNotPending,
+    "transaction_exists": TransactionExists,
+    "transaction_not_found": TransactionNotFound,
     "message_too_large": MessageTooLarge,
     "request_too_large": RequestTooLarge,
     "queue_full": QueueFull,
@@ -189,8 +266,10 @@ class OutcomeUnknownError(_RetriesExhausted):
     have happened. This is *not* a failure of the operation.
 
     For an enqueue, resend with the same idempotency key(s) (``idempotency_key`` / ``idempotency_keys``) and
-    the answer (``duplicate`` or new) is the truth. For a receive, messages may have been leased: they become
-    ready again when their visibility timeout runs out.
+    the answer (``duplicate`` or new) is the truth. For a transaction, resend with the same ``transaction_id``
+    (the recorded outcome comes back with ``duplicate=True``). For a receive, resend with the same
+    ``receive_attempt_id`` to get what was leased, or leave it: the messages become ready again when their
+    visibility timeout runs out.
     """
 
     def __init__(
@@ -201,10 +280,17 @@ class OutcomeUnknownError(_RetriesExhausted):
         reasons: tuple[str, ...] = (),
         last_problem: ApiError | None = None,
         idempotency_keys: tuple[str, ...] = (),
+        transaction_id: str | None = None,
+        receive_attempt_id: str | None = None,
     ) -> None:
         super().__init__(message, attempts=attempts, reasons=reasons, last_problem=last_problem)
-        #: Every idempotency key the request carried, in message order (empty for non-enqueue operations).
+        #: Every idempotency key the request carried, in message order (empty for operations without any).
         self.idempotency_keys = idempotency_keys
+        #: The transaction the request was about: send it again with this ID (and the same ops) to learn the
+        #: outcome; the server never applies it twice.
+        self.transaction_id = transaction_id
+        #: A receive's attempt ID: a receive with this ID returns what the lost attempt leased.
+        self.receive_attempt_id = receive_attempt_id
 
     @property
     def idempotency_key(self) -> str | None:
@@ -237,9 +323,26 @@ def error_from_problem(
     outcome: str | None = None,
     retry_after_s: float | None = None,
     node_url: str | None = None,
+    reason: str | None = None,
+    failures: Sequence[TransactionFailure] = (),
 ) -> ApiError:
-    """The exception for one problem answer: the class is chosen by ``code`` alone."""
+    """The exception for one problem answer: the class is chosen by ``code`` alone. ``reason`` and
+    ``failures`` are kept by ``TransactionAborted`` only."""
     cls = CODE_TO_ERROR.get(code, ApiError)
+    if issubclass(cls, TransactionAborted):
+        return cls(
+            status,
+            code,
+            detail,
+            reason=reason,
+            failures=failures,
+            field=field,
+            retry=retry,
+            title=title,
+            outcome=outcome,
+            retry_after_s=retry_after_s,
+            node_url=node_url,
+        )
     return cls(
         status,
         code,

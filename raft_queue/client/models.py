@@ -6,7 +6,7 @@ are ignored; a missing or mistyped field is a ``ProtocolError``). Durations are 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -117,9 +117,11 @@ class SettleOutcome(StrEnum):
     EXTENDED = "extended"
     #: The nack used the message's last allowed delivery; it moved to the dead-letter queue.
     DEAD_LETTERED = "dead_lettered"
-    #: The delivery expired, was superseded, or the message is gone: nothing changed. A retried ack whose
-    #: first attempt succeeded answers this (the message is gone).
+    #: The delivery expired, was superseded, or the message is gone: nothing changed.
     STALE = "stale"
+    #: An earlier ack with this receipt took effect (e.g. this call's own first attempt, whose answer was lost);
+    #: the message is gone. The server remembers acked receipts for a while; after that a repeat is ``stale``.
+    ALREADY_ACKED = "already_acked"
     #: The receipt is malformed or belongs to another queue: nothing changed.
     INVALID = "invalid"
 
@@ -127,6 +129,163 @@ class SettleOutcome(StrEnum):
 class SettleResult(msgspec.Struct, frozen=True):
     receipt: str
     outcome: SettleOutcome
+
+
+# --- transactions ---------------------------------------------------------------------------------------------
+
+#: What ``ack``/``nack``/``extend`` and the settling transaction ops take: receipts, or the received messages.
+Receipts = str | ReceivedMessage | Sequence[str | ReceivedMessage]
+
+
+def receipt_list(receipts: Receipts) -> list[str]:
+    """The receipt strings of ``receipts``, in order."""
+    if isinstance(receipts, str | ReceivedMessage):
+        receipts = [receipts]
+    return [r.receipt if isinstance(r, ReceivedMessage) else r for r in receipts]
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOp:
+    """Enqueue ``messages`` (``OutgoingMessage``s, or plain bodies) to ``queue`` as part of a transaction.
+
+    A message without an ``idempotency_key`` gets one derived from the transaction ID and its position, so the
+    same transaction sent again (a retry, or the application resending after ``OutcomeUnknownError``) is the
+    byte-identical request."""
+
+    queue: str
+    messages: Sequence[OutgoingMessage | str]
+
+    def __post_init__(self) -> None:
+        items = [self.messages] if isinstance(self.messages, str | OutgoingMessage) else self.messages
+        messages = tuple(m if isinstance(m, OutgoingMessage) else OutgoingMessage(m) for m in items)
+        object.__setattr__(self, "messages", messages)
+
+
+@dataclass(frozen=True, slots=True)
+class AckOp:
+    """Ack deliveries of ``queue`` as part of a transaction."""
+
+    queue: str
+    receipts: Receipts
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "receipts", tuple(receipt_list(self.receipts)))
+
+
+@dataclass(frozen=True, slots=True)
+class NackOp:
+    """Nack deliveries of ``queue`` (ready again after ``delay_s``, the server's default 0 when ``None``)."""
+
+    queue: str
+    receipts: Receipts
+    _: KW_ONLY
+    delay_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "receipts", tuple(receipt_list(self.receipts)))
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendOp:
+    """Extend the leases of deliveries of ``queue`` to end ``visibility_timeout_s`` after the commit."""
+
+    queue: str
+    receipts: Receipts
+    _: KW_ONLY
+    visibility_timeout_s: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "receipts", tuple(receipt_list(self.receipts)))
+
+
+#: One operation of a transaction.
+TransactionOp = EnqueueOp | AckOp | NackOp | ExtendOp
+
+
+class TransactionState(StrEnum):
+    PENDING = "pending"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class TransactionFailure(msgspec.Struct, frozen=True):
+    """Why one op kept a transaction from committing."""
+
+    #: The op's index in the transaction (0-based; for an interactive one, across all its stage calls).
+    op: int
+    #: A problem code (``queue_not_found``, ``queue_full``, ...) or a settle outcome (``stale``, ``invalid``).
+    code: str
+    detail: str = ""
+    field: str | None = None
+
+
+class TransactionMessage(msgspec.Struct, frozen=True):
+    """One message an enqueue op of a committed transaction put in its queue."""
+
+    message_id: str
+    #: True: the key was already seen within the queue's dedup window; nothing new was enqueued.
+    duplicate: bool
+    #: The key it was sent with (``None`` when this client did not send the op, e.g. a resumed handle's).
+    idempotency_key: str | None = None
+    seq: int | None = None
+
+
+class EnqueueOpResult(msgspec.Struct, frozen=True):
+    op: Literal["enqueue"]
+    #: One entry per message of the op, in order.
+    messages: tuple[TransactionMessage, ...]
+
+
+class SettleOpResult(msgspec.Struct, frozen=True):
+    op: Literal["ack", "nack", "extend"]
+    #: One outcome per receipt of the op, in order.
+    outcomes: tuple[SettleOutcome, ...]
+    #: The op's receipts, when this client sent the op (else empty).
+    receipts: tuple[str, ...] = ()
+
+    @property
+    def results(self) -> tuple[SettleResult, ...]:
+        """Receipt and outcome pairs (empty when the receipts are not known)."""
+        if len(self.receipts) != len(self.outcomes):
+            return ()
+        return tuple(SettleResult(r, o) for r, o in zip(self.receipts, self.outcomes, strict=True))
+
+
+#: What one op of a committed transaction did.
+TransactionOpResult = EnqueueOpResult | SettleOpResult
+
+
+class TransactionResult(msgspec.Struct, frozen=True):
+    """A committed transaction: every op applied, atomically."""
+
+    transaction_id: str
+    #: The Raft index of the entry that committed it.
+    decided_index: int
+    #: True: the answer repeats a recorded outcome (this call's own earlier attempt, or an earlier call with
+    #: the same transaction ID, committed it); nothing was applied now.
+    duplicate: bool
+    #: One entry per op, in order.
+    results: tuple[TransactionOpResult, ...]
+
+
+class TransactionInfo(msgspec.Struct, frozen=True):
+    """A transaction's record as the server knows it (``begin``, ``stage``, ``abort``, ``get_transaction``)."""
+
+    transaction_id: str
+    status: TransactionState
+    decided_index: int | None = None
+    #: Why it aborted: ``"preconditions"`` (see ``failures``), ``"timeout"``, or ``"aborted"`` (by a client).
+    reason: str | None = None
+    failures: tuple[TransactionFailure, ...] = ()
+    #: Per op, when committed.
+    results: tuple[TransactionOpResult, ...] = ()
+    #: Pending: when it aborts by itself unless committed. Decided: when its record is forgotten.
+    expires_at: datetime | None = None
+    expires_at_ms: int | None = None
+    #: Ops staged so far (interactive transactions).
+    staged_ops: int = 0
+    #: True: the answer repeats an earlier one (a retried begin, stage or abort); nothing was applied now.
+    duplicate: bool = False
 
 
 class Member(msgspec.Struct, frozen=True):

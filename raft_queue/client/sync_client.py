@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from raft_queue.client.async_client import AsyncClient, Receipts
+from raft_queue.client.async_client import AsyncClient, AsyncTransaction, Receipts
 from raft_queue.client.errors import ClientClosedError
 from raft_queue.client.models import (
     BatchEnqueueResult,
@@ -27,10 +27,46 @@ from raft_queue.client.models import (
     QueueInfo,
     ReceivedMessage,
     SettleResult,
+    TransactionInfo,
+    TransactionOp,
+    TransactionResult,
 )
 from raft_queue.client.transport import RetryEvent
 
 T = TypeVar("T")
+
+
+class Transaction:
+    """The blocking twin of ``AsyncTransaction``: an interactive transaction's handle, made by
+    ``Client.begin_transaction`` (or ``resume_transaction``). Same numbering of stage calls, same rules."""
+
+    def __init__(self, client: Client, handle: AsyncTransaction) -> None:
+        self._client = client
+        self._handle = handle
+
+    @property
+    def transaction_id(self) -> str:
+        return self._handle.transaction_id
+
+    @property
+    def next_stage_seq(self) -> int:
+        return self._handle.next_stage_seq
+
+    @property
+    def info(self) -> TransactionInfo | None:
+        return self._handle.info
+
+    def __repr__(self) -> str:
+        return f"Transaction({self.transaction_id!r}, next_stage_seq={self.next_stage_seq})"
+
+    def stage(self, operations: Sequence[TransactionOp]) -> TransactionInfo:
+        return self._client._call(self._handle.stage(operations))
+
+    def commit(self) -> TransactionResult:
+        return self._client._call(self._handle.commit())
+
+    def abort(self) -> TransactionInfo:
+        return self._client._call(self._handle.abort())
 
 
 class Client:
@@ -188,10 +224,15 @@ class Client:
         max_messages: int = 1,
         visibility_timeout_s: float | None = None,
         wait_s: float = 0,
+        receive_attempt_id: str | None = None,
     ) -> list[ReceivedMessage]:
         return self._call(
             self._async.receive(
-                queue, max_messages=max_messages, visibility_timeout_s=visibility_timeout_s, wait_s=wait_s
+                queue,
+                max_messages=max_messages,
+                visibility_timeout_s=visibility_timeout_s,
+                wait_s=wait_s,
+                receive_attempt_id=receive_attempt_id,
             )
         )
 
@@ -203,6 +244,18 @@ class Client:
 
     def extend(self, queue: str, receipts: Receipts, *, visibility_timeout_s: float) -> list[SettleResult]:
         return self._call(self._async.extend(queue, receipts, visibility_timeout_s=visibility_timeout_s))
+
+    def transact(self, transaction_id: str, operations: Sequence[TransactionOp]) -> TransactionResult:
+        return self._call(self._async.transact(transaction_id, operations))
+
+    def begin_transaction(self, transaction_id: str, timeout_s: float = 30.0) -> Transaction:
+        return Transaction(self, self._call(self._async.begin_transaction(transaction_id, timeout_s)))
+
+    def resume_transaction(self, transaction_id: str, *, next_stage_seq: int) -> Transaction:
+        return Transaction(self, self._async.resume_transaction(transaction_id, next_stage_seq=next_stage_seq))
+
+    def get_transaction(self, transaction_id: str) -> TransactionInfo:
+        return self._call(self._async.get_transaction(transaction_id))
 
     def cluster(self) -> ClusterStatus:
         return self._call(self._async.cluster())

@@ -63,8 +63,10 @@ class ApiRequest:
     redirect: bool = True
     #: Added to the per-attempt timeout (a long poll's ``wait_s``).
     extra_timeout_s: float = 0.0
-    #: Carried into ``OutcomeUnknownError``.
+    #: Carried into ``OutcomeUnknownError`` (what to resend with to learn the outcome).
     idempotency_keys: tuple[str, ...] = ()
+    transaction_id: str | None = None
+    receive_attempt_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +254,8 @@ class Transport:
                 reasons=tuple(reasons),
                 last_problem=last_problem,
                 idempotency_keys=request.idempotency_keys,
+                transaction_id=request.transaction_id,
+                receive_attempt_id=request.receive_attempt_id,
             ) from last_cause
         raise UnavailableError(
             f"{what}: gave up after {attempts} attempts; it was not applied",

@@ -3,12 +3,20 @@ malformed into ``ProtocolError``."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 
 import msgspec
 
 from raft_queue.client.errors import ApiError, ProtocolError, error_from_problem
-from raft_queue.client.models import QueueInfo, ReceivedMessage, SettleResult
+from raft_queue.client.models import (
+    QueueInfo,
+    ReceivedMessage,
+    SettleOutcome,
+    SettleResult,
+    TransactionFailure,
+    TransactionState,
+)
 
 T = TypeVar("T")
 
@@ -32,6 +40,9 @@ class Problem(msgspec.Struct, frozen=True):
     retry: str | None = None
     field: str | None = None
     outcome: str | None = None
+    #: ``transaction_aborted``: why, and which ops could not apply.
+    reason: str | None = None
+    failures: tuple[TransactionFailure, ...] = ()
 
     @property
     def outcome_unknown(self) -> bool:
@@ -49,6 +60,8 @@ class Problem(msgspec.Struct, frozen=True):
             outcome=self.outcome,
             retry_after_s=retry_after_s,
             node_url=node_url,
+            reason=self.reason,
+            failures=self.failures,
         )
 
 
@@ -113,3 +126,58 @@ class Received(msgspec.Struct, frozen=True):
 class Settled(msgspec.Struct, frozen=True):
     results: tuple[SettleResult, ...]
     commit_index: int
+
+
+# --- transactions --------------------------------------------------------------------------------------------
+
+
+class TxnMessage(msgspec.Struct, frozen=True):
+    message_id: str
+    duplicate: bool
+    seq: int | None = None
+
+
+class TxnEnqueued(msgspec.Struct, frozen=True, tag_field="op", tag="enqueue"):
+    messages: tuple[TxnMessage, ...]
+
+
+class TxnSettleItem(msgspec.Struct, frozen=True):
+    """An outcome sent as ``{"receipt", "outcome"}`` rather than a bare string (tolerated)."""
+
+    receipt: str
+    outcome: SettleOutcome
+
+
+class TxnSettled(msgspec.Struct, frozen=True, tag_field="op"):
+    outcomes: tuple[SettleOutcome | TxnSettleItem, ...]
+
+
+class TxnAcked(TxnSettled, frozen=True, tag="ack"):
+    pass
+
+
+class TxnNacked(TxnSettled, frozen=True, tag="nack"):
+    pass
+
+
+class TxnExtended(TxnSettled, frozen=True, tag="extend"):
+    pass
+
+
+TxnOpResult = TxnEnqueued | TxnAcked | TxnNacked | TxnExtended
+
+
+class TxnOutcome(msgspec.Struct, frozen=True):
+    """Every transaction answer: committed (``transact``, ``commit``), pending (begin, stage), aborted, or a
+    ``GET``. Only ``status`` is required; the client fills in the ID it asked about."""
+
+    status: TransactionState
+    transaction_id: str | None = None
+    decided_index: int | None = None
+    duplicate: bool = False
+    results: tuple[TxnOpResult, ...] = ()
+    reason: str | None = None
+    failures: tuple[TransactionFailure, ...] = ()
+    expires_at: datetime | None = None
+    expires_at_ms: int | None = None
+    staged_ops: int = 0

@@ -72,6 +72,7 @@ def problem(
     field: str | None = None,
     outcome: str | None = None,
     retry_after: str | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> Step:
     doc: dict[str, object] = {
         "type": f"urn:raft-queue:problem:{code}",
@@ -86,6 +87,7 @@ def problem(
         doc["field"] = field
     if outcome is not None:
         doc["outcome"] = outcome
+    doc.update(extra or {})
     headers = {} if retry_after is None else {"Retry-After": retry_after}
     return Step(status=status, json=doc, content_type=PROBLEM, headers=headers)
 
@@ -96,6 +98,11 @@ def no_leader(retry_after: str = "0") -> Step:
 
 def outcome_unknown(retry_after: str = "0") -> Step:
     return problem(503, "outcome_unknown", retry="same_idempotency_key", outcome="unknown", retry_after=retry_after)
+
+
+def transaction_aborted(reason: str = "preconditions", *failures: Mapping[str, object]) -> Step:
+    """``409 transaction_aborted`` with a reason and one entry per failing op (``{"op", "code", "detail"}``)."""
+    return problem(409, "transaction_aborted", extra={"reason": reason, "failures": list(failures)})
 
 
 def redirect(to: FakeNode) -> Step:

@@ -108,3 +108,36 @@ def cluster_status(leader_url: str | None) -> dict[str, object]:
         "ready": True,
         "members": [{"node_id": "n1", "raft_address": "127.0.0.1:9001", "http_url": "http://n1", "connected": True}],
     }
+
+
+def txn_enqueued(*message_ids: str, duplicate: bool = False) -> dict[str, object]:
+    """One enqueue op's result in a committed transaction."""
+    return {"op": "enqueue", "messages": [{"message_id": m, "duplicate": duplicate} for m in message_ids]}
+
+
+def txn_settled(op: str, *outcomes: str) -> dict[str, object]:
+    """One ack/nack/extend op's result in a committed transaction."""
+    return {"op": op, "outcomes": list(outcomes)}
+
+
+def txn_committed(
+    *results: dict[str, object], transaction_id: str = "t-1", decided_index: int = 21, duplicate: bool = False
+) -> dict[str, object]:
+    return {
+        "transaction_id": transaction_id,
+        "status": "committed",
+        "decided_index": decided_index,
+        "duplicate": duplicate,
+        "results": list(results),
+    }
+
+
+def txn_pending(transaction_id: str = "t-1", *, staged_ops: int = 0, duplicate: bool = False) -> dict[str, object]:
+    return {
+        "transaction_id": transaction_id,
+        "status": "pending",
+        "expires_at": "2024-05-01T12:00:30.000Z",
+        "expires_at_ms": 1714564830000,
+        "staged_ops": staged_ops,
+        "duplicate": duplicate,
+    }

@@ -24,6 +24,12 @@ from raft_queue.client import (
     RequestTooLarge,
     RouteNotFound,
     ServiceUnavailable,
+    TransactionAborted,
+    TransactionConflict,
+    TransactionError,
+    TransactionExists,
+    TransactionNotFound,
+    TransactionNotPending,
     UnavailableError,
 )
 from raft_queue.client.errors import CODE_TO_ERROR, error_from_problem
@@ -42,6 +48,11 @@ TABLE: list[tuple[int, str, type[ApiError]]] = [
     (409, "queue_in_use", QueueInUse),
     (409, "dead_letter_queue_not_found", DeadLetterQueueNotFound),
     (409, "idempotency_key_conflict", IdempotencyKeyConflict),
+    (404, "transaction_not_found", TransactionNotFound),
+    (409, "transaction_aborted", TransactionAborted),
+    (409, "transaction_conflict", TransactionConflict),
+    (409, "transaction_not_pending", TransactionNotPending),
+    (409, "transaction_exists", TransactionExists),
     (413, "message_too_large", MessageTooLarge),
     (413, "request_too_large", RequestTooLarge),
     (429, "queue_full", QueueFull),
@@ -111,6 +122,8 @@ def test_the_hierarchy() -> None:
         assert issubclass(cls, ApiError)
     for cls in (ApiError, UnavailableError, OutcomeUnknownError):
         assert issubclass(cls, RaftQueueError)
+    for cls in (TransactionAborted, TransactionConflict, TransactionNotPending, TransactionExists, TransactionNotFound):
+        assert issubclass(cls, TransactionError)
     assert not issubclass(OutcomeUnknownError, UnavailableError)
     assert not issubclass(UnavailableError, OutcomeUnknownError)
 
@@ -127,3 +140,18 @@ def test_outcome_unknown_error_says_what_to_do() -> None:
     assert error.idempotency_keys == ("k1", "k2")
     assert "a; b; c" in str(error)
     assert OutcomeUnknownError("x", attempts=1).idempotency_key is None
+
+
+def test_transaction_aborted_keeps_reason_and_failures() -> None:
+    from raft_queue.client import TransactionFailure
+
+    failure = TransactionFailure(op=2, code="queue_full", detail="full")
+    error = error_from_problem(409, "transaction_aborted", "aborted", reason="preconditions", failures=[failure])
+    assert isinstance(error, TransactionAborted)
+    assert (error.reason, error.failures) == ("preconditions", (failure,))
+    assert "op 2: queue_full" in str(error)
+    plain = error_from_problem(409, "transaction_aborted", "aborted")
+    assert isinstance(plain, TransactionAborted)
+    assert (plain.reason, plain.failures) == (None, ())
+    conflict = error_from_problem(409, "transaction_conflict", "x", reason="ignored")
+    assert type(conflict) is TransactionConflict

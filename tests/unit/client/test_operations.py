@@ -19,7 +19,7 @@ from raft_queue.client import (
     UnavailableError,
 )
 
-from .fake_server import drop, fake_nodes, ok, outcome_unknown
+from .fake_server import drop, fake_nodes, hang, ok, outcome_unknown
 from .support import cluster_status, created, delivery, enqueued, fast_client, queue_info, run, settled
 
 
@@ -176,12 +176,69 @@ def test_receive() -> None:
             got = await client.receive("orders", max_messages=5, visibility_timeout_s=60, wait_s=0.5)
             assert await client.receive("orders") == []
             assert a.requests[0].path == "/v1/queues/orders/receive"
-            assert a.requests[0].json == {"max_messages": 5, "wait_s": 0.5, "visibility_timeout_s": 60}
-            assert a.requests[1].json == {"max_messages": 1, "wait_s": 0}
+            first, second = (r.json for r in a.requests)
+            assert first == {
+                "max_messages": 5,
+                "wait_s": 0.5,
+                "visibility_timeout_s": 60,
+                "receive_attempt_id": first["receive_attempt_id"],
+            }
+            assert second == {"max_messages": 1, "wait_s": 0, "receive_attempt_id": second["receive_attempt_id"]}
+            # A uuid4 in hex, new for every call.
+            assert uuid.UUID(hex=first["receive_attempt_id"]).version == 4
+            assert first["receive_attempt_id"] == uuid.UUID(hex=first["receive_attempt_id"]).hex
+            assert first["receive_attempt_id"] != second["receive_attempt_id"]
             assert [m.receipt for m in got] == ["r-1", "r-2"]
             assert got[0].body == "body 1"
             assert got[0].attributes == {"k": "v"}
             assert got[0].lease_expires_at == datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)
+
+    run(body())
+
+
+@pytest.mark.parametrize("name", ["503 outcome_unknown", "dropped connection", "no answer"])
+def test_a_retried_receive_sends_the_same_receive_attempt_id(name: str) -> None:
+    step = {"503 outcome_unknown": outcome_unknown(), "dropped connection": drop(), "no answer": hang()}[name]
+
+    async def body() -> None:
+        async with fake_nodes(2) as (a, b), fast_client(a.url, b.url, timeout_s=0.3) as client:
+            a.push(step)
+            b.push(ok({"messages": [delivery(1, "r-1")], "commit_index": 8}))
+            got = await client.receive("orders", max_messages=3)
+            assert [m.receipt for m in got] == ["r-1"]
+            assert a.requests[0].json == b.requests[0].json  # the identical body, attempt ID included
+            assert "receive_attempt_id" in b.requests[0].json
+
+    run(body())
+
+
+def test_a_callers_receive_attempt_id_is_sent_and_an_unknown_receive_carries_it() -> None:
+    async def body() -> None:
+        async with fake_nodes(1) as (a,), fast_client(a.url, max_attempts=2) as client:
+            a.fallback = drop()
+            with pytest.raises(OutcomeUnknownError) as caught:
+                await client.receive("orders")
+            lost = caught.value.receive_attempt_id
+            assert lost is not None
+            assert [r.json["receive_attempt_id"] for r in a.requests] == [lost, lost]
+            a.fallback = None
+            a.push(ok({"messages": [delivery(4, "r-4")], "commit_index": 9}))
+            got = await client.receive("orders", receive_attempt_id=lost)  # collect what the lost call leased
+            assert a.requests[-1].json["receive_attempt_id"] == lost
+            assert got[0].receipt == "r-4"
+            assert caught.value.transaction_id is None
+
+    run(body())
+
+
+def test_a_retried_ack_reports_already_acked() -> None:
+    async def body() -> None:
+        async with fake_nodes(2) as (a, b), fast_client(a.url, b.url) as client:
+            a.push(drop())
+            b.push(ok(settled(("r-1", "already_acked"), ("r-2", "stale"))))
+            results = await client.ack("orders", ["r-1", "r-2"])
+            assert [r.outcome for r in results] == [SettleOutcome.ALREADY_ACKED, SettleOutcome.STALE]
+            assert a.requests[0].json == b.requests[0].json
 
     run(body())
 
