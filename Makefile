@@ -33,9 +33,10 @@ chaos-smoke: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check raft_queue api state_machine chaos tests
-	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos tests
+	$(VENV)/bin/ruff check raft_queue api state_machine chaos tests examples
+	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos tests examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)

@@ -357,7 +357,8 @@ def _read_acks(
     outside: list[str] = []
     for r, tries in attempts.items():
         where = receipts.get(r)
-        if where is not None and any(outcome == "acked" for _, outcome in tries):
+        # "already_acked": an earlier ack of this receipt took effect (the server remembers acked receipts)
+        if where is not None and any(outcome in ("acked", "already_acked") for _, outcome in tries):
             settled.add(where)
         for ack, outcome in tries:
             if outcome != "stale":

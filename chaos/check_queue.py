@@ -89,7 +89,8 @@ def consumption(ops: Iterable[Operation]) -> Consumption:
         elif op.f == "ack" and op.ok:
             assert op.completion is not None
             for receipt, outcome in settle_outcomes(op):
-                if outcome != "acked" or receipt in seen_receipts:
+                # already_acked: an earlier attempt of this ack (whose answer was lost) took effect
+                if outcome not in ("acked", "already_acked") or receipt in seen_receipts:
                     continue
                 if receipt not in by_receipt:
                     raise HistoryError(f"{op.describe()} acked receipt {receipt!r}, which no ok receive returned")

@@ -329,12 +329,13 @@ def drain(
             if ack.outcome == "ok":
                 outcomes = {r["receipt"]: r["outcome"] for r in ack.body["results"]}
                 for m in messages:
-                    if outcomes.get(m["receipt"]) == "acked":
+                    if outcomes.get(m["receipt"]) in ("acked", "already_acked"):  # already: our earlier attempt
                         got.append(_delivery(m))
                     elif unsure and outcomes.get(m["receipt"]) == "stale":
                         # our earlier ack may have deleted it; if it was not, it comes back and is read again
                         maybe_acked[m["message_id"]] = _delivery(m)
-                receipts = [r for r in receipts if outcomes.get(r) not in ("acked", "stale", "invalid")]
+                done = ("acked", "already_acked", "stale", "invalid")
+                receipts = [r for r in receipts if outcomes.get(r) not in done]
                 messages = [m for m in messages if m["receipt"] in receipts]
             else:
                 unsure = unsure or ack.outcome == "info"

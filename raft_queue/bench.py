@@ -5,7 +5,8 @@ temporary directory (fsync on, as always), runs the workloads against the leader
 nodes it started by PID. ``--urls`` targets a running cluster instead.
 
 Workloads: ``publish`` (one message per request, N in flight), ``batch`` (64 messages per request),
-``consume`` (receive up to 100 + ack them, from a backlog). A publish counts only when its 2xx arrived, i.e.
+``consume`` (receive up to 100 + ack them, from a backlog), ``transactions`` (16 in flight: receive one message,
+then ack it and publish its successor in one transaction). A publish counts only when its 2xx arrived, i.e.
 after the entry was fsynced on a majority and applied.
 """
 
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ import aiohttp
 from raft_queue.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
 
 BATCH = 64
+#: Concurrency of the transaction workload (the figure the transactions issue asks for).
+TXN_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,49 @@ async def consume(session: aiohttp.ClientSession, base: str, in_flight: int, bac
     return _result("consume + ack (100/receive)", in_flight, done, time.perf_counter() - started, lat)
 
 
+async def transactions(
+    session: aiohttp.ClientSession, base: str, in_flight: int, seconds: float, *, size: int, backlog: int
+) -> BenchResult:
+    """Consume-transform-produce: receive one message, then ack it and publish its successor in one transaction
+    (its own transaction ID). Counts committed transactions; latency is the transaction request's."""
+    src, dst = "bench-txn-src", "bench-txn-dst"
+    await _put_queue(session, base, src)
+    await _put_queue(session, base, dst)
+    payload = json.dumps({"messages": [{"body": "x" * size}] * BATCH}).encode()
+    for _ in range(max(1, backlog // BATCH)):
+        async with session.post(f"{base}/v1/queues/{src}/messages", data=payload) as r:
+            await r.read()
+    lat: list[float] = []
+    done = 0
+    stop_at = time.monotonic() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < stop_at:
+            async with session.post(f"{base}/v1/queues/{src}/receive", json={"max_messages": 1}) as r:
+                msgs = (await r.json())["messages"]
+            if not msgs:
+                return
+            body = {
+                "transaction_id": uuid.uuid4().hex,
+                "operations": [
+                    {"op": "ack", "queue": src, "receipts": [msgs[0]["receipt"]]},
+                    {"op": "enqueue", "queue": dst, "messages": [{"body": msgs[0]["body"]}]},
+                ],
+            }
+            t0 = time.perf_counter()
+            async with session.post(f"{base}/v1/transactions", json=body) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"transaction answered {r.status}")
+            lat.append(time.perf_counter() - t0)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return _result("transactions (ack + publish)", in_flight, done, time.perf_counter() - started, lat)
+
+
 async def _put_queue(session: aiohttp.ClientSession, base: str, queue: str) -> None:
     async with session.put(f"{base}/v1/queues/{queue}", json={}) as r:
         await r.read()
@@ -170,6 +217,7 @@ async def run_workloads(
         results.append(await batch_publish(session, base, 4, seconds, size))
         if backlog:
             results.append(await consume(session, base, 4, backlog, size))
+            results.append(await transactions(session, base, TXN_IN_FLIGHT, seconds, size=size, backlog=backlog))
         return results
 
 

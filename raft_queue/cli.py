@@ -58,6 +58,12 @@ NODE_OPTIONS = (
         "also snapshot when this long has passed since the last one (default: 600)",
     ),
     _Option(
+        "--transaction-retention-s",
+        "SECONDS",
+        "how long a decided transaction is remembered, so a retry with its ID returns the original outcome "
+        "(default: 604800, 7 days)",
+    ),
+    _Option(
         "--raft-dial-via",
         "ID=HOST:PORT,...",
         "dial these peers' Raft ports through other addresses, e.g. one proxy per node pair for network fault "
@@ -247,6 +253,9 @@ def resolve_node_config(args: argparse.Namespace, environ: Mapping[str, str]) ->
         ),
         snapshot_min_interval_s=_parse_number(
             args, environ, "--snapshot-min-interval-s", cfg.DEFAULT_SNAPSHOT_MIN_INTERVAL_S
+        ),
+        transaction_retention_s=_parse_number(
+            args, environ, "--transaction-retention-s", cfg.DEFAULT_TRANSACTION_RETENTION_S
         ),
         fsync=_parse_switch(args, environ, "--fsync", default=True),
         raft_dial_via=_dial_via(args, environ),

@@ -29,6 +29,9 @@ DEFAULT_ELECTION_TIMEOUT_MIN_S = 0.4
 DEFAULT_ELECTION_TIMEOUT_MAX_S = 1.2
 DEFAULT_SNAPSHOT_EVERY_ENTRIES = 20_000
 DEFAULT_SNAPSHOT_MIN_INTERVAL_S = 600.0
+#: How long decided transaction records are kept: a retry within it returns the original outcome.
+DEFAULT_TRANSACTION_RETENTION_S = 7 * 24 * 3600.0
+MAX_TRANSACTION_RETENTION_S = 365 * 24 * 3600.0
 
 
 class ConfigError(ValueError):
@@ -171,6 +174,7 @@ class NodeConfig:
     election_timeout_max_s: float = DEFAULT_ELECTION_TIMEOUT_MAX_S
     snapshot_every_entries: int = DEFAULT_SNAPSHOT_EVERY_ENTRIES
     snapshot_min_interval_s: float = DEFAULT_SNAPSHOT_MIN_INTERVAL_S
+    transaction_retention_s: float = DEFAULT_TRANSACTION_RETENTION_S
     #: UNSAFE when False: the journal is never fsynced (only for the power-loss control experiment).
     fsync: bool = True
     #: (peer node id, (host, port)): dial that peer's Raft port through this address (a fault-injection proxy).
@@ -214,6 +218,11 @@ class NodeConfig:
             raise ConfigError(f"snapshot every entries: {self.snapshot_every_entries} must be at least 10")
         if not (math.isfinite(self.snapshot_min_interval_s) and self.snapshot_min_interval_s >= 1):
             raise ConfigError(f"snapshot min interval: {self.snapshot_min_interval_s} s must be at least 1 s")
+        retention = self.transaction_retention_s
+        if not (math.isfinite(retention) and 60 <= retention <= MAX_TRANSACTION_RETENTION_S):
+            raise ConfigError(
+                f"transaction retention: {retention} s must be from 60 s to {MAX_TRANSACTION_RETENTION_S:g} s"
+            )
 
     @property
     def self_peer(self) -> Peer:

@@ -28,7 +28,7 @@ from raft_queue.snapshots import make_hooks, snapshot_last_index
 from state_machine.commands import Barrier, Command
 from state_machine.machine import Applied as EntryApplied
 from state_machine.machine import QueueStateMachine
-from state_machine.results import QueueInfo, StateDigest
+from state_machine.results import QueueInfo, StateDigest, TxnOutcome
 from state_machine.rocks import RocksKV
 from state_machine.snapshot import SnapshotCorrupt
 
@@ -134,6 +134,13 @@ class Node:
     async def barrier(self, timeout: float) -> int:
         applied = await self.committer.submit(Barrier(), timeout)
         return applied.commit_index
+
+    def transaction(self, transaction_id: str) -> TxnOutcome | None:
+        return self.machine.transaction(transaction_id)
+
+    @property
+    def transaction_retention_ms(self) -> int:
+        return round(self._config.transaction_retention_s * 1000)
 
     def queue_info(self, name: str) -> QueueInfo | None:
         return self.machine.queue_info(name)

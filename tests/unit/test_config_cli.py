@@ -158,6 +158,9 @@ def peers_of(size: int) -> tuple[Peer, ...]:
         ({"election_timeout_max_s": float("inf")}, "finite"),
         ({"raft_bind": "0.0.0.0"}, "raft bind: '0.0.0.0' is not HOST:PORT"),
         ({"http_bind_port": 70000}, "http bind: port 70000"),
+        ({"transaction_retention_s": 59.0}, "transaction retention: 59.0 s must be from 60 s"),
+        ({"transaction_retention_s": float("nan")}, "transaction retention"),
+        ({"transaction_retention_s": 4e7}, "transaction retention"),
     ],
 )
 def test_node_config_errors(overrides: dict[str, object], fragment: str) -> None:
@@ -247,6 +250,7 @@ def test_env_only() -> None:
         ("--max-request-bytes", "max_request_bytes", "1", 1, "3", 3),
         ("--election-timeout-min-s", "election_timeout_min_s", "0.2", 0.2, "0.3", 0.3),
         ("--election-timeout-max-s", "election_timeout_max_s", "5", 5.0, "6", 6.0),
+        ("--transaction-retention-s", "transaction_retention_s", "3600", 3600.0, "86400", 86400.0),
     ],
 )
 def test_flag_beats_env(
