@@ -343,6 +343,15 @@ def _txn_ops(obj: Mapping[str, object]) -> list[OpSpec]:
     total = sum(len(spec.messages) if isinstance(spec, EnqueueOp) else len(spec.receipts) for spec in specs)
     if total > MAX_TXN_ITEMS:
         raise invalid_request("operations", f"at most {MAX_TXN_ITEMS} messages and receipts in all, got {total}")
+    seen: dict[str, str] = {}
+    for i, spec in enumerate(specs):
+        if isinstance(spec, EnqueueOp):
+            continue
+        for j, receipt in enumerate(spec.receipts):
+            here = f"operations[{i}].receipts[{j}]"
+            if receipt in seen:  # the second use would always fail (already acked, or its lease changed)
+                raise invalid_request(here, f"the same receipt as {seen[receipt]}: settle each delivery once")
+            seen[receipt] = here
     return specs
 
 

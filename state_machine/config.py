@@ -32,6 +32,9 @@ MAX_RECEIVE_ATTEMPT_ID_LEN = 128
 #: (messages plus receipts over all of its ops): one commit does at most the work of one full batch.
 MAX_TXN_OPS = 100
 MAX_TXN_ITEMS = MAX_BATCH
+#: Bytes of message bodies and attributes over all of a transaction's ops (one-shot or staged): an interactive
+#: commit applies everything staged in one entry, so its work is bounded like one large request's.
+MAX_TXN_BYTES = 16 * 1024 * 1024
 MAX_TRANSACTION_ID_LEN = 128
 MIN_TXN_TIMEOUT_MS = 1000
 MAX_TXN_TIMEOUT_MS = 15 * 60 * 1000

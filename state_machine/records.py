@@ -102,6 +102,8 @@ class TxnRecord(msgspec.Struct, array_like=True):
     results: list[StoredResult] = []
     #: (op, code, detail, field) of each failure, when aborted because of preconditions.
     failures: list[tuple[int, str, str, str | None]] = []
+    #: Interactive: bytes of bodies and attributes staged so far (bounded by MAX_TXN_BYTES).
+    staged_bytes: int = 0
 
 
 class StageRecord(msgspec.Struct, array_like=True):

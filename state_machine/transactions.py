@@ -17,7 +17,7 @@ decided lazily by whatever touches the record (this module's ``load``, reads inc
 the start of every entry (``sweep``, an ordered scan of the ``W`` keys). A timeout is a pure function of the
 pending record (no decided index; forgotten at ``deadline + retention``), so it reads the same whichever path
 decides it, and whether or not it has been written yet. A decided record is forgotten at its ``due_ms`` by the
-same sweep (and ignored by ``load`` from then on); after that the ID may be used again.
+same sweep (and ignored by ``load`` from then on); after that the ID is unknown again (clients must not reuse it).
 """
 
 from __future__ import annotations
@@ -159,7 +159,17 @@ def items(ops: list[TxnOp]) -> int:
     return sum(len(op.messages) if isinstance(op, Enqueue) else len(op.receipts) for op in ops)
 
 
-def _check_ops(ops: list[TxnOp], ops_before: int = 0, items_before: int = 0) -> Rejected | None:
+def payload_bytes(ops: list[TxnOp]) -> int:
+    """Bytes of message bodies and attributes over ``ops``."""
+    return sum(
+        len(m.body) + sum(len(k) + len(v) for k, v in m.attributes.items())
+        for op in ops
+        if isinstance(op, Enqueue)
+        for m in op.messages
+    )
+
+
+def _check_ops(ops: list[TxnOp], ops_before: int = 0, items_before: int = 0, bytes_before: int = 0) -> Rejected | None:
     if not ops:
         return Rejected(ErrorCode.INVALID_ARGUMENT, "at least one op is required", "ops")
     if ops_before + len(ops) > limits.MAX_TXN_OPS:
@@ -173,6 +183,13 @@ def _check_ops(ops: list[TxnOp], ops_before: int = 0, items_before: int = 0) -> 
         return Rejected(
             ErrorCode.INVALID_ARGUMENT,
             f"a transaction holds at most {limits.MAX_TXN_ITEMS} messages and receipts; this would make {total}",
+            "ops",
+        )
+    size = bytes_before + payload_bytes(ops)
+    if size > limits.MAX_TXN_BYTES:
+        return Rejected(
+            ErrorCode.INVALID_ARGUMENT,
+            f"a transaction holds at most {limits.MAX_TXN_BYTES} bytes of messages; this would make {size}",
             "ops",
         )
     return None
@@ -317,7 +334,7 @@ def stage(store: Store, op: StageTxn) -> Result:
             f"transaction '{tid}' has {rec.staged_calls} stage calls; the next is {rec.staged_calls + 1}",
             "stage_seq",
         )
-    bad = _check_ops(op.ops, rec.staged_ops, rec.staged_items)
+    bad = _check_ops(op.ops, rec.staged_ops, rec.staged_items, rec.staged_bytes)
     if bad is not None:
         return bad
     store.put_stage(tid, op.stage_seq, StageRecord(op.fingerprint, op.ops))
@@ -326,6 +343,7 @@ def stage(store: Store, op: StageTxn) -> Result:
         staged_calls=op.stage_seq,
         staged_ops=rec.staged_ops + len(op.ops),
         staged_items=rec.staged_items + items(op.ops),
+        staged_bytes=rec.staged_bytes + payload_bytes(op.ops),
     )
     store.put_txn(tid, new, rec)
     return outcome(tid, new, duplicate=False)

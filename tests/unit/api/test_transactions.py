@@ -253,7 +253,7 @@ async def test_transact_max_sizes_are_accepted() -> None:
     fake = FakeBackend()
     ops: list[dict[str, object]] = [{"op": "ack", "queue": "q", "receipts": [f"r{i}"]} for i in range(98)]
     ops.append({"op": "enqueue", "queue": "q", "messages": [{"body": "x"}] * 500})
-    ops.append({"op": "ack", "queue": "q", "receipts": ["r"] * 402})
+    ops.append({"op": "ack", "queue": "q", "receipts": [f"s{i}" for i in range(402)]})
     async with serve(fake) as client:
         big = {"transaction_id": "a" * 128, "operations": ops}
         assert (await client.post("/v1/transactions", json=big)).status == 200
@@ -290,6 +290,11 @@ BAD_TRANSACTS: list[tuple[str, object, str | None]] = [
     ("unknown field", {**_txn(OPERATIONS), "timeout_s": 1}, "timeout_s"),
     ("no operations", {"transaction_id": "t1"}, "operations"),
     ("operations empty", _txn([]), "operations"),
+    (
+        "a receipt settled twice",
+        _txn([{"op": "ack", "queue": "q", "receipts": ["r1"]}, {"op": "nack", "queue": "q", "receipts": ["r2", "r1"]}]),
+        "operations[1].receipts[1]",
+    ),
     ("operations object", _txn({"op": "ack"}), "operations"),
     ("101 operations", _txn([OPERATIONS[1]] * 101), "operations"),
     ("1001 items", _txn([{"op": "ack", "queue": "q", "receipts": ["r"] * 500}] * 2 + [OPERATIONS[2]]), "operations"),

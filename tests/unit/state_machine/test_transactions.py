@@ -32,6 +32,7 @@ from state_machine.commands import (
 from state_machine.config import (
     DEFAULT_DEDUP_WINDOW_MS,
     MAX_TRANSACTION_ID_LEN,
+    MAX_TXN_BYTES,
     MAX_TXN_ITEMS,
     MAX_TXN_OPS,
     MAX_TXN_RETENTION_MS,
@@ -381,6 +382,18 @@ def test_staged_ops_are_bounded_over_all_stage_calls(node: Node) -> None:
     outcome(node, T0, StageTxn("u", 1, b"1", [Ack("q", ["r"] * (MAX_TXN_ITEMS - 1))]))
     r = node.rejected(T0, StageTxn("u", 2, b"2", [Ack("q", ["r", "s"])]))
     assert (r.code, r.field) == (ErrorCode.INVALID_ARGUMENT, "ops")
+
+
+def test_staged_bytes_are_bounded_over_all_stage_calls(node: Node) -> None:
+    """An interactive commit applies everything staged in one entry: its bytes are bounded like a request's."""
+    half = b"x" * (MAX_TXN_BYTES // 2)
+    outcome(node, T0, BeginTxn("t", TIMEOUT, RETAIN))
+    outcome(node, T0, stage("t", 1, Enqueue("r", [msg(half)])))
+    outcome(node, T0, stage("t", 2, Enqueue("r", [msg(half)])))
+    r = node.rejected(T0, stage("t", 3, Enqueue("r", [msg(b"one byte too many")])))
+    assert (r.code, r.field) == (ErrorCode.INVALID_ARGUMENT, "ops") and "bytes" in r.detail
+    pending = node.sm.transaction("t")
+    assert pending is not None and (pending.status, pending.staged_ops) == (TxnStatus.PENDING, 2)
 
 
 def test_unknown_transactions(node: Node) -> None:
