@@ -87,6 +87,24 @@ def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 
         return err.code, json.loads(raw) if raw else None
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (state T or t in ``/proc/<pid>/task/<tid>/stat``), or gone."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return True
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended
+        state = stat[stat.rfind(")") + 2 : stat.rfind(")") + 3]
+        if state not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
 @dataclass
 class NodeProcess:
     node_id: str
@@ -162,6 +180,25 @@ class Cluster:
         n = self.nodes[i]
         if n.proc is not None and n.proc.poll() is None:
             os.kill(n.proc.pid, sig)
+
+    def freeze(self, i: int, timeout: float = 5.0) -> bool:
+        """SIGSTOP, then wait until every thread of the process is stopped; returns whether all were seen stopped.
+
+        A signal is delivered asynchronously: ``kill`` returns while the process may still be running (on a loaded
+        machine, for a few milliseconds), and a thread inside a disk write stops only when the write returns.
+        """
+        n = self.nodes[i]
+        if n.proc is None or n.proc.poll() is not None:
+            return True
+        pid = n.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while True:
+            if _all_threads_stopped(pid):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
 
     def kill(self, i: int) -> None:
         """kill -9, and reap."""

@@ -237,8 +237,10 @@ def _power_loss(t: Targets, fid: str, victims: list[int], kind: str, **extra: Js
         fds = [disks[i].open_for_shutdown() for i in victims]
         # A process does not outlive its machine's power: freeze the victims first, so that none of them runs
         # on (and reports I/O errors from) a disk that is already gone, then cut every disk at once, then kill.
+        # SIGSTOP takes effect asynchronously: wait until every thread is stopped (a chaos smoke once had a node
+        # log the EIO of a RocksDB write made after the cut, a few milliseconds after its SIGSTOP was sent).
         for i in victims:
-            t.cluster.signal(i, signal.SIGSTOP)
+            t.cluster.freeze(i)
         for fd in fds:
             LoopDisk.cut_power(fd)
         for i in victims:

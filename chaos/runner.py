@@ -1,22 +1,35 @@
-"""One chaos run: a cluster behind per-pair proxies, the total-queue workload, one nemesis, then every checker.
+"""One chaos run: a cluster behind per-pair proxies, two workloads, one nemesis, then every checker.
 
 ``run(scenario, seed, duration_s, out_dir)``:
 
 1. start the Toxiproxy-compatible server, the Raft pair proxies, one client proxy per node (the workload dials
    those) and ``nodes`` node processes dialling through the pair proxies (files under ``out_dir``:
    ``cluster/n1.log``, ``cluster/n1/`` ..., or each node's data on its own loop-mounted ext4 under ``out_dir/disks``
-   for the power-loss scenarios); create the queues;
-2. run the workload and the nemesis for ``duration_s`` (the last fault is held to its end, then stopped), sampling
-   the leader every ~0.5 s (the id a majority of the nodes name);
+   for the power-loss scenarios); create the queues (``q0``, ``q1``, ... for the total-queue workload, ``tsrc`` and
+   ``tdst`` for the transaction workload) and enqueue the transaction workload's inputs to ``tsrc``;
+2. run both workloads and the nemesis for ``duration_s`` (the last fault is held to its end, then stopped),
+   sampling the leader every ~0.5 s (the id a majority of the nodes name). The total-queue workload
+   (:mod:`chaos.workload`) has writers and consumers on ``q0``, ``q1``, ...; the transaction workload
+   (:mod:`chaos.workload_txn`) has 1-2 transformers moving each input from ``tsrc`` to ``tdst`` in one transaction
+   (ack + enqueue), paced so as not to starve the other;
 3. heal the network, restart/resume every node, wait until all are ready, and keep the writers going until each has
    an ok enqueue sent after healing (the availability checker needs a write after every fault event);
-4. stop the workload; poll ``/v1/cluster/digest`` on every node until all agree, for at most 10 s (each poll is a
+4. stop the total-queue workload; let the transformers (no longer paced) run until ``tsrc`` is empty or a deadline,
+   then stop them; poll ``/v1/cluster/digest`` on every node until all agree, for at most 10 s (each poll is a
    replicas sample);
-5. drain every queue (after any lease an unknown receive may hold has run out);
-6. check: total queue, exactly-once, linearizability (with the drain), availability (failover p99 < 5 s, first
-   ok write within 15 s of an all-node restart), replicas, node logs, non-vacuity, and the nemesis's own problems
-   (a node that crashed on a damaged file); write ``history.jsonl``, ``report.json``, ``leaders.json``,
-   ``digests.json`` and ``history.png`` (throughput and latency over time, fault windows shaded); print the row.
+5. drain every queue (after any lease an unknown receive may hold has run out): ``q0``, ``q1``, ... as ``drain``,
+   then ``tsrc`` and ``tdst`` as ``txn-drain``;
+6. check: total queue, exactly-once, linearizability (of ``q0``, ``q1``, ... with the drain), availability
+   (failover p99 < 5 s, first ok write within 15 s of an all-node restart), replicas, node logs, non-vacuity, the
+   transactions (:mod:`chaos.check_txn`: each input transformed exactly once or left untouched, and some
+   committed), and the nemesis's own problems (a node that crashed on a damaged file); write ``history.jsonl``,
+   ``report.json``, ``leaders.json``, ``digests.json`` and ``history.png`` (throughput and latency over time,
+   fault windows shaded); print the row and the transaction counts.
+
+The transaction workload uses its own ``f`` names (``txn-setup``, ``txn-receive``, ``txn``, ``txn-get``,
+``txn-drain``) and process ids (100 and up), so the total-queue, exactly-once, availability and non-vacuity
+checkers (which select ``enqueue``, ``receive``, ``ack`` and ``drain``) never see it, and the linearizability
+checker is given the total-queue workload's queues by name.
 """
 
 from __future__ import annotations
@@ -41,6 +54,7 @@ from chaos.check_logs import check_logs
 from chaos.check_once import check_exactly_once
 from chaos.check_queue import check_total_queue
 from chaos.check_replicas import check_replicas
+from chaos.check_txn import TxnResult, check_txn
 from chaos.check_vacuity import check_vacuity
 from chaos.cluster import Cluster, http_json, wait_until
 from chaos.disk import LoopDisk, unavailable_reason
@@ -51,6 +65,10 @@ from chaos.plot import plot_history
 from chaos.toxiproxy_server import ServerThread
 from chaos.verdict import CheckResult, build_report, format_table
 from chaos.workload import Node, Workload, drain
+from chaos.workload_txn import QUEUES as TXN_QUEUES
+from chaos.workload_txn import SOURCE as TXN_SOURCE
+from chaos.workload_txn import TARGET as TXN_TARGET
+from chaos.workload_txn import TxnWorkload
 
 LEASE_GRACE_S = 10.0
 #: the pass criteria: failover p99 under 5 s, a first ok write within 15 s of an all-node restart, replicas
@@ -58,6 +76,13 @@ LEASE_GRACE_S = 10.0
 FAILOVER_P99_S = 5.0
 RESTART_WRITE_S = 15.0
 REPLICAS_AGREE_S = 10.0
+#: the transaction workload: transactions per second at most (all transformers together, during the faults), and
+#: inputs per second of the run's duration (so that, unhindered, they would last about the whole run)
+TXN_RATE_PER_S = 15.0
+TXN_INPUTS_PER_S = 15.0
+TXN_MIN_INPUTS = 60
+#: after healing, how long the transformers may take to empty the source queue
+TXN_FINISH_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +204,7 @@ def run(
     writers: int = 3,
     consumers: int = 2,
     queue_count: int = 2,
+    transformers: int = 2,
     print_row: bool = True,
 ) -> dict[str, Json]:
     """Runs one scenario; returns the report (also written to ``out_dir/report.json``)."""
@@ -211,8 +237,16 @@ def run(
         targets_ = Targets(cluster, network, clients, rng, disks)
         cluster.start_all()
         cluster.wait_ready(timeout=60)
-        _create_queues(cluster, queues)
+        _create_queues(cluster, [*queues, *TXN_QUEUES])
         targets = [Node(n.node_id, client_urls[n.node_id]) for n in cluster.nodes]
+        txn = TxnWorkload(
+            history,
+            targets,
+            inputs=max(TXN_MIN_INPUTS, round(duration_s * TXN_INPUTS_PER_S)),
+            transformers=transformers,
+            max_rate_per_s=TXN_RATE_PER_S,
+        )
+        txn.setup(deadline=time.monotonic() + 60)
         start = time.monotonic()
         until = start + duration_s
         workload = Workload(
@@ -227,6 +261,7 @@ def run(
         cancel = threading.Event()
         with LeaderSampler(cluster) as sampler:
             workload.start()
+            txn.start()
             nemesis_thread = threading.Thread(target=nemesis.run, args=(until, cancel), name="nemesis")
             nemesis_thread.start()
             nemesis_thread.join(duration_s + 120)
@@ -245,12 +280,14 @@ def run(
                 wait_until("an ok write from every writer after healing", writes_after_heal, timeout=30)
             finally:
                 workload.join(timeout=30)
+                txn.finish(deadline=time.monotonic() + TXN_FINISH_S)
         leaders = sampler.leaders
         leader_samples = list(sampler.samples)
         samples = digest_samples(cluster)
         drain_deadline = max(until + LEASE_GRACE_S, time.monotonic()) + 30
         for k, q in enumerate(queues):
             drain(history, writers + consumers + k, targets, q, deadline=drain_deadline)
+        txn.drain(deadline=max(drain_deadline, time.monotonic() + 30))
         log_paths = [n.log_path for n in cluster.nodes]
         node_ids = [n.node_id for n in cluster.nodes]
 
@@ -268,6 +305,7 @@ def run(
             leaders=leaders,
             min_leader_changes=1 if scenario in LEADER_CHANGING else 0,
         ),
+        "txn": check_txn(events, source=TXN_SOURCE, target=TXN_TARGET),
         "nemesis": NemesisResult(not nemesis.problems, nemesis.faults, list(nemesis.problems)),
     }
     title = f"{scenario} seed={seed} {duration_s:g}s {nodes} nodes"
@@ -281,6 +319,15 @@ def run(
         summary = report["summary"]
         assert isinstance(summary, dict)
         print(format_table([summary]), flush=True)
+        t = results["txn"]
+        assert isinstance(t, TxnResult)
+        print(
+            f"txn: {t.inputs} inputs, {t.committed} committed ({t.transformed} transformed, {t.untransformed} left), "
+            f"{t.duplicates_answered} duplicates answered, {t.aborted} aborted, {t.conflicts} conflicts, "
+            f"{t.unknown_outcomes} unknown outcomes, {t.missing_count} missing, {t.duplicated_count} duplicated: "
+            + ("valid" if t.valid else "INVALID " + "; ".join(t.problems)),
+            flush=True,
+        )
     return report
 
 
