@@ -349,14 +349,28 @@ def stage(store: Store, op: StageTxn) -> Result:
     return outcome(tid, new, duplicate=False)
 
 
-def commit(store: Store, op: CommitTxn) -> Result:
-    tid = op.transaction_id
+def _existing(store: Store, tid: str) -> TxnRecord | Rejected:
+    """The record of a valid, known transaction ID, or why there is none."""
     bad = _check_id(tid)
     if bad is not None:
         return bad
     rec = load(store, tid)
-    if rec is None:
-        return _not_found(tid)
+    return _not_found(tid) if rec is None else rec
+
+
+def _decide(store: Store, tid: str, rec: TxnRecord, decided: TxnRecord) -> TxnOutcome:
+    """Stores ``decided`` (decided in this entry, kept for its retention) in place of ``rec``; drops the stages."""
+    store.delete_stages(tid)
+    decided = msgspec.structs.replace(decided, decided_index=store.raft_index, due_ms=store.now_ms + rec.retention_ms)
+    store.put_txn(tid, decided, rec)
+    return outcome(tid, decided, duplicate=False)
+
+
+def commit(store: Store, op: CommitTxn) -> Result:
+    tid = op.transaction_id
+    rec = _existing(store, tid)
+    if isinstance(rec, Rejected):
+        return rec
     if rec.status == TxnStatus.COMMITTED:
         return outcome(tid, rec, duplicate=True)
     if rec.status == TxnStatus.ABORTED:
@@ -365,42 +379,26 @@ def commit(store: Store, op: CommitTxn) -> Result:
         return outcome(tid, rec, duplicate=True)  # a retried commit, or a commit after the deadline
     ops = [o for s in store.stages(tid) for o in s.ops]
     results, failures = apply_ops(store, ops)
-    store.delete_stages(tid)
     decided = msgspec.structs.replace(
         rec,
         status=TxnStatus.ABORTED if failures else TxnStatus.COMMITTED,
         reason=REASON_PRECONDITIONS if failures else None,
-        decided_index=store.raft_index,
-        due_ms=store.now_ms + rec.retention_ms,
         results=[] if failures else results,
         failures=[(f.op, f.code, f.detail, f.field) for f in failures],
     )
-    store.put_txn(tid, decided, rec)
-    return outcome(tid, decided, duplicate=False)
+    return _decide(store, tid, rec, decided)
 
 
 def abort(store: Store, op: AbortTxn) -> Result:
     tid = op.transaction_id
-    bad = _check_id(tid)
-    if bad is not None:
-        return bad
-    rec = load(store, tid)
-    if rec is None:
-        return _not_found(tid)
+    rec = _existing(store, tid)
+    if isinstance(rec, Rejected):
+        return rec
     if rec.status == TxnStatus.COMMITTED:
         return _not_pending(tid, rec)
     if rec.status == TxnStatus.ABORTED:
         return outcome(tid, rec, duplicate=True)
-    store.delete_stages(tid)
-    decided = msgspec.structs.replace(
-        rec,
-        status=TxnStatus.ABORTED,
-        reason=REASON_ABORTED,
-        decided_index=store.raft_index,
-        due_ms=store.now_ms + rec.retention_ms,
-    )
-    store.put_txn(tid, decided, rec)
-    return outcome(tid, decided, duplicate=False)
+    return _decide(store, tid, rec, msgspec.structs.replace(rec, status=TxnStatus.ABORTED, reason=REASON_ABORTED))
 
 
 def read(store: Store, transaction_id: str) -> TxnOutcome | None:
