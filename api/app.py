@@ -10,7 +10,7 @@ from api import handlers_cluster, handlers_messages, handlers_queues, handlers_t
 from api.backend import Backend
 from api.context import CONTEXT, ApiContext
 from api.ids import MessageIdGenerator
-from api.middlewares import problem_middleware, raft_headers_middleware, redirect_middleware
+from api.middlewares import edge_middleware
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
@@ -28,8 +28,7 @@ def create_app(
     node-wide request body limit (``413 request_too_large`` above it)."""
     app = web.Application(
         client_max_size=max_request_bytes,
-        # Outermost first: headers go on every answer, including problems and redirects.
-        middlewares=[raft_headers_middleware, problem_middleware, redirect_middleware],
+        middlewares=[edge_middleware],
     )
     app[CONTEXT] = ApiContext(
         backend=backend,

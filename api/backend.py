@@ -113,6 +113,10 @@ class Backend(Protocol):
 
     def cluster_status(self) -> ClusterStatus: ...
 
+    def leader(self) -> tuple[str | None, str | None]:
+        """The (node id, HTTP URL) of the leader this node believes in; cheap enough for every response."""
+        ...
+
     def state_digest(self) -> StateDigest:
         """A fingerprint of this node's applied state (to check that replicas agree)."""
         ...

@@ -9,13 +9,13 @@ the edge, and carried inside the log entry, so every replica stores the same one
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
 
 _MS_MASK = (1 << 48) - 1
 _COUNTER_MAX = 0xFFF
-_RAND_B_MASK = (1 << 62) - 1
 
 
 def _wall_clock_ms() -> int:
@@ -26,10 +26,12 @@ class MessageIdGenerator:
     def __init__(
         self,
         clock_ms: Callable[[], int] = _wall_clock_ms,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bits: Callable[[int], int] | None = None,
     ) -> None:
         self._clock_ms = clock_ms
-        self._random_bytes = random_bytes
+        # A generator seeded from the OS once: ids need to be unique, not secret, and a getrandom() system call
+        # per id costs a GIL hand-over on a thread that shares the GIL with the Raft tick thread.
+        self._random_bits = random_bits or random.Random(os.urandom(32)).getrandbits
         self._lock = threading.Lock()
         self._last_ms = -1
         self._counter = 0
@@ -40,14 +42,14 @@ class MessageIdGenerator:
             if now > self._last_ms:
                 self._last_ms = now
                 # Start low in the counter space so that many ids still fit in this millisecond.
-                self._counter = int.from_bytes(self._random_bytes(2), "big") & 0x1FF
+                self._counter = self._random_bits(9)
             else:  # same millisecond, or the clock stepped back: stay on the last one and count
                 self._counter += 1
                 if self._counter > _COUNTER_MAX:
                     self._last_ms += 1
                     self._counter = 0
             ms, counter = self._last_ms, self._counter
-        rand_b = int.from_bytes(self._random_bytes(8), "big") & _RAND_B_MASK
+        rand_b = self._random_bits(62)
         value = (ms & _MS_MASK) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
         return f"{value:032x}"
 

@@ -1,9 +1,12 @@
-"""The three middlewares, outermost first:
+"""``edge_middleware``, the one middleware: what every request gets on its way in and out.
 
-1. ``raft_headers_middleware``: ``X-Raft-Node`` / ``X-Raft-Leader`` / ``X-Raft-Leader-Url`` on every response.
-2. ``problem_middleware``: every exception (``Problem``, aiohttp's 404/405/413, a bug) becomes problem+json.
-   A bug is logged with its traceback and answered ``500 internal`` without one.
-3. ``redirect_middleware``: ``?redirect=true`` on ``/v1/...`` sends a follower's client to the leader (307).
+- ``?redirect=true`` on ``/v1/...`` sends a follower's client to the leader (307).
+- Every exception (``Problem``, aiohttp's 404/405/413, a bug) becomes problem+json. A bug is logged with its
+  traceback and answered ``500 internal`` without one.
+- ``X-Raft-Node`` / ``X-Raft-Leader`` / ``X-Raft-Leader-Url`` go on every response, problems and redirects too.
+
+One middleware rather than three: each aiohttp middleware costs a coroutine frame and a wrapper call per
+request, a measurable share of a small request.
 """
 
 from __future__ import annotations
@@ -26,26 +29,14 @@ def _set_raft_headers(request: web.Request, headers: MutableMapping[str, str]) -
     backend = context(request).backend
     try:
         headers["X-Raft-Node"] = backend.node_id
-        status = backend.cluster_status()
+        leader_id, leader_url = backend.leader()
     except Exception:
-        log.exception("could not read the cluster status for response headers")
+        log.exception("could not read the leader for response headers")
         return
-    if status.leader_id is not None:
-        headers["X-Raft-Leader"] = status.leader_id
-    if status.leader_url is not None:
-        headers["X-Raft-Leader-Url"] = status.leader_url
-
-
-@web.middleware
-async def raft_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # only what the problem middleware lets through (redirects)
-        _set_raft_headers(request, exc.headers)
-        raise
-    if not response.prepared:
-        _set_raft_headers(request, response.headers)
-    return response
+    if leader_id is not None:
+        headers["X-Raft-Leader"] = leader_id
+    if leader_url is not None:
+        headers["X-Raft-Leader-Url"] = leader_url
 
 
 def _http_problem(exc: web.HTTPException, request: web.Request) -> Problem:
@@ -69,34 +60,38 @@ def _http_problem(exc: web.HTTPException, request: web.Request) -> Problem:
     return Problem(exc.status, ProblemCode.INTERNAL, exc.reason)
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as problem:
-        return problem.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:  # a redirect or similar raised by aiohttp itself: not an error
-            raise
-        return _http_problem(exc, request).response()
-    except Exception:
-        incident = secrets.token_hex(6)
-        log.exception("internal error %s while serving %s %s", incident, request.method, request.path_qs)
-        return Problem(
-            500, ProblemCode.INTERNAL, f"internal error (incident {incident}; see this node's log)"
-        ).response()
-
-
-@web.middleware
-async def redirect_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _redirect(request: web.Request) -> web.Response | None:
+    """A 307 to the leader when a follower's client asked for it (``?redirect=true``), else None."""
     if not request.path.startswith("/v1/") or not parse.wants_redirect(request.query):
-        return await handler(request)
+        return None
     if (request.method == "GET" and request.query.get("consistency") == "local") or request.path == "/v1/cluster":
-        return await handler(request)  # a local read, or this node's own view: answered here by definition
+        return None  # a local read, or this node's own view: answered here by definition
     status = context(request).backend.cluster_status()
     if status.role == "leader":
-        return await handler(request)
+        return None
     if status.leader_url is None:
         raise Problem(503, ProblemCode.NO_LEADER, "no leader is known to redirect to", retry="safe", retry_after_s=1.0)
     location = status.leader_url.rstrip("/") + request.path_qs
     return web.Response(status=307, headers={"Location": location})
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = _redirect(request) or await handler(request)
+    except Problem as problem:
+        response = problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:  # a redirect or similar raised by aiohttp itself: not an error
+            _set_raft_headers(request, exc.headers)
+            raise
+        response = _http_problem(exc, request).response()
+    except Exception:
+        incident = secrets.token_hex(6)
+        log.exception("internal error %s while serving %s %s", incident, request.method, request.path_qs)
+        response = Problem(
+            500, ProblemCode.INTERNAL, f"internal error (incident {incident}; see this node's log)"
+        ).response()
+    if not response.prepared:
+        _set_raft_headers(request, response.headers)
+    return response

@@ -2,7 +2,7 @@
 into them.
 
 A handler never builds an error response itself: it raises ``Problem`` (or lets a ``Rejected`` result or a
-``ReplicationError`` be translated here), and ``api.middlewares.problem_middleware`` renders it.
+``ReplicationError`` be translated here), and ``api.middlewares.edge_middleware`` renders it.
 """
 
 from __future__ import annotations

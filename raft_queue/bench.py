@@ -5,9 +5,11 @@ temporary directory (fsync on, as always), runs the workloads against the leader
 nodes it started by PID. ``--urls`` targets a running cluster instead.
 
 Workloads: ``publish`` (one message per request, N in flight), ``batch`` (64 messages per request),
-``consume`` (receive up to 100 + ack them, from a backlog), ``transactions`` (16 in flight: receive one message,
-then ack it and publish its successor in one transaction). A publish counts only when its 2xx arrived, i.e.
-after the entry was fsynced on a majority and applied.
+``consume`` (receive up to 100 + ack them, from a backlog), ``end-to-end`` (a paced producer and long-polling
+consumers: the time from the start of an enqueue to the receive that delivered it), ``transactions`` (16 in
+flight: receive one message, then ack it and publish its successor in one transaction). A publish counts only
+when its 2xx arrived, i.e. after the entry was fsynced on a majority and applied. The client runs on uvloop, as
+the nodes do, so that the client's own cost (it shares the machine) stays small.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import uvloop
 
 from raft_queue.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
 
 BATCH = 64
+#: Publishes per second of the end-to-end workload's producer: a steady, unsaturated rate, so the figure is the
+#: latency a message sees in a healthy system, not the queueing delay of an overloaded one.
+E2E_RATE = 200
+E2E_CONSUMERS = 2
 #: Concurrency of the transaction workload (the figure the transactions issue asks for).
 TXN_IN_FLIGHT = 16
 
@@ -157,6 +164,51 @@ async def consume(session: aiohttp.ClientSession, base: str, in_flight: int, bac
     return _result("consume + ack (100/receive)", in_flight, done, time.perf_counter() - started, lat)
 
 
+async def end_to_end(session: aiohttp.ClientSession, base: str, seconds: float, size: int) -> BenchResult:
+    """A producer paced at E2E_RATE/s; E2E_CONSUMERS long-poll (wait_s 1) and ack. Latency: from the start of
+    the enqueue request to the return of the receive that delivered the message (one clock, this process)."""
+    queue = "bench-e2e"
+    await _put_queue(session, base, queue)
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+    producing = True
+    pad = "x" * max(0, size - 40)
+
+    async def producer() -> None:
+        nonlocal producing
+        loop = asyncio.get_running_loop()
+        start, n = loop.time(), 0
+        while loop.time() - start < seconds:
+            tag = uuid.uuid4().hex
+            sent[tag] = time.perf_counter()
+            async with session.post(f"{base}/v1/queues/{queue}/messages", json={"body": tag + pad}) as r:
+                await r.read()
+                if r.status != 201:
+                    raise RuntimeError(f"publish answered {r.status}")
+            n += 1
+            await asyncio.sleep(max(0.0, start + n / E2E_RATE - loop.time()))
+        producing = False
+
+    async def consumer() -> None:
+        while producing or len(lat) < len(sent):
+            async with session.post(f"{base}/v1/queues/{queue}/receive", json={"max_messages": 10, "wait_s": 1}) as r:
+                msgs = (await r.json())["messages"]
+            now = time.perf_counter()
+            if not msgs:
+                if not producing:
+                    return
+                continue
+            lat.extend(now - sent[m["body"][:32]] for m in msgs)
+            async with session.post(
+                f"{base}/v1/queues/{queue}/ack", json={"receipts": [m["receipt"] for m in msgs]}
+            ) as r:
+                await r.read()
+
+    started = time.perf_counter()
+    await asyncio.gather(producer(), *(consumer() for _ in range(E2E_CONSUMERS)))
+    return _result(f"end-to-end ({E2E_RATE}/s paced)", 1, len(lat), time.perf_counter() - started, lat)
+
+
 async def transactions(
     session: aiohttp.ClientSession, base: str, in_flight: int, seconds: float, *, size: int, backlog: int
 ) -> BenchResult:
@@ -215,6 +267,7 @@ async def run_workloads(
         base = await _leader(session, urls)
         results = [await publish(session, base, n, seconds, size) for n in in_flight]
         results.append(await batch_publish(session, base, 4, seconds, size))
+        results.append(await end_to_end(session, base, seconds, size))
         if backlog:
             results.append(await consume(session, base, 4, backlog, size))
             results.append(await transactions(session, base, TXN_IN_FLIGHT, seconds, size=size, backlog=backlog))
@@ -270,7 +323,8 @@ def run_bench(
                     return 1
                 threading.Event().wait(0.2)
             print(f"started a 3-node cluster for the benchmark: {', '.join(urls)} (fsync on)")
-        results = asyncio.run(run_workloads(urls, seconds, size, in_flight, backlog))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            results = runner.run(run_workloads(urls, seconds, size, in_flight, backlog))
     finally:
         if cluster is not None:
             cluster.stop()

@@ -124,14 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="measure throughput and latency (starts its own 3-node cluster unless --urls is given)",
-        description="Publish (one message per request at each --in-flight), batch publish (64 per request) and "
-        "consume + ack a backlog; prints msgs/s, p50 and p99. A publish counts once its 2xx arrived, i.e. after "
-        "it was fsynced on a majority.",
+        description="Publish (one message per request at each --in-flight), batch publish (64 per request), "
+        "consume + ack a backlog, end-to-end latency (enqueue to receive) and transactions; prints msgs/s, p50 "
+        "and p99. A publish counts once its 2xx arrived, i.e. after it was fsynced on a majority.",
     )
     bench.add_argument("--urls", help="comma-separated node URLs of a running cluster (default: start one)")
     bench.add_argument("--seconds", type=float, default=5.0, help="duration of each workload (default: 5)")
     bench.add_argument("--message-bytes", type=int, default=256, help="message body size (default: 256)")
-    bench.add_argument("--in-flight", default="1,64", help="publish concurrencies, comma-separated (default: 1,64)")
+    bench.add_argument(
+        "--in-flight", default="1,64,256", help="publish concurrencies, comma-separated (default: 1,64,256)"
+    )
     bench.add_argument("--backlog", type=int, default=20000, help="messages to consume in the consume workload")
     bench.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser

@@ -213,6 +213,12 @@ class Node:
             members=members,
         )
 
+    def leader(self) -> tuple[str | None, str | None]:
+        # One attribute read (getStatus builds a dict of every counter: too much for every response header).
+        leader = self.replica.leader_node()
+        peer = self._peers_by_raft.get(leader.address) if leader is not None else None
+        return (peer.node_id, peer.http_url) if peer is not None else (None, None)
+
     def close(self) -> None:
         """Stops Raft (joins the tick thread), then closes the store. Safe to call once."""
         self.replica.destroy_synchronous()

@@ -168,6 +168,10 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
             self._on_applied(applied)
         return applied
 
+    def leader_node(self) -> Any:
+        """pysyncobj's current leader node (or None): a plain attribute read, safe from any thread."""
+        return self._getLeader()
+
     def propose(self, data: bytes, callback: Callable[[Any, int], None]) -> None:
         """Queues one log entry; ``callback(result, fail_reason)`` runs on the tick thread.
 

@@ -153,6 +153,9 @@ class FakeBackend:
     def cluster_status(self) -> ClusterStatus:
         return self.status
 
+    def leader(self) -> tuple[str | None, str | None]:
+        return self.status.leader_id, self.status.leader_url
+
     def state_digest(self) -> StateDigest:
         return StateDigest(applied_index=self.commit_index, digest="ab" * 32, keys=3)
 

@@ -61,6 +61,10 @@ class MachineBackend:
     def cluster_status(self) -> ClusterStatus:
         return leader_status(self._node_id, commit_index=self.index, applied_index=self.index)
 
+    def leader(self) -> tuple[str | None, str | None]:
+        status = self.cluster_status()
+        return status.leader_id, status.leader_url
+
     def state_digest(self) -> StateDigest:
         return self.machine.digest()
 

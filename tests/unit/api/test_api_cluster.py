@@ -98,13 +98,13 @@ async def test_no_leader_headers_without_a_leader() -> None:
 
 
 @async_test
-async def test_headers_survive_a_failing_cluster_status() -> None:
+async def test_headers_survive_a_failing_leader_lookup() -> None:
     fake = FakeBackend()
 
-    def broken() -> ClusterStatus:
+    def broken() -> tuple[str | None, str | None]:
         raise RuntimeError("status unavailable")
 
-    fake.cluster_status = broken  # type: ignore[method-assign]
+    fake.leader = broken  # type: ignore[method-assign]
     async with serve(fake) as client:
         response = await client.get("/healthz")
         assert response.status == 200

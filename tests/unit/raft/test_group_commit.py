@@ -310,6 +310,26 @@ def test_timeout_before_proposal_is_overloaded_and_the_op_is_withdrawn() -> None
     run(body)
 
 
+def test_an_op_whose_waiter_was_cancelled_before_proposal_is_never_proposed() -> None:
+    async def body() -> None:
+        fake = FakeRaft()
+        committer = GroupCommitter(fake.propose, asyncio.get_running_loop(), max_inflight=1)
+        first = submit_all(committer, [create()])
+        await until(lambda: len(fake.proposals) == 1, "entry 1")
+        cancelled, kept = submit_all(committer, [enqueue("gone"), enqueue("kept")])
+        await spin()
+        cancelled.cancel()
+        fake.complete(0)
+        assert isinstance((await gather_outcomes(first))[0], Applied)
+        await until(lambda: len(fake.proposals) == 2, "entry 2")
+        assert fake.proposals[1].ops == [enqueue("kept")]
+        fake.complete(1)
+        assert isinstance((await gather_outcomes([kept]))[0], Applied)
+        assert cancelled.cancelled()
+
+    run(body)
+
+
 def test_timeout_after_proposal_is_outcome_unknown() -> None:
     async def body() -> None:
         fake = FakeRaft()

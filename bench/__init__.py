@@ -1,0 +1,1 @@
+"""The peer race: raft-queue against RabbitMQ quorum queues and NATS JetStream, same harness, one table."""
