@@ -25,6 +25,7 @@ def test_bench_command_prints_and_writes_numbers(tmp_path: Path) -> None:
     assert {r["in_flight"] for r in rows[:2]} == {1, 8}
     for r in rows:
         assert r["messages"] > 0 and r["msgs_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0, r
-    consume, txn = rows[-2:]
+    e2e, consume, txn = rows[-3:]
+    assert e2e["workload"].startswith("end-to-end")
     assert consume["workload"].startswith("consume") and consume["messages"] == 640
     assert txn["workload"].startswith("transactions") and txn["in_flight"] == 16
