@@ -28,7 +28,8 @@ class NewMessage(msgspec.Struct, frozen=True, array_like=True):
     attributes: dict[str, str] = {}
     delay_ms: int = 0
     idempotency_key: str | None = None
-    #: Digest of (body, attributes, delay) so that a reused idempotency key with another payload is detected.
+    #: Digest of (body, attributes, delay) so that a reused idempotency key with another payload is detected;
+    #: empty for a message without a key (nothing is ever compared with it).
     fingerprint: bytes = b""
 
 
