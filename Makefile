@@ -4,20 +4,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint chaos chaos-smoke bench clean-data
+.PHONY: run test lint chaos chaos-smoke bench race peers clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $(STAMP)
 
 ## make run: start a local 3-node cluster (data under ./data, HTTP on 127.0.0.1:8001-8003). Ctrl-C stops it.
 run: $(STAMP)
 	$(PY) -m raft_queue dev-cluster --data-dir ./data
 
-## make test: lint, type-check, import contracts, then every test (the chaos smoke of every nemesis included).
-test: $(STAMP) lint
+## make test: lint, type-check, import contracts, then every test (the chaos smoke of every nemesis and a short
+## race against NATS included, so the peers' Debian packages are installed first).
+test: $(STAMP) lint peers
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## make chaos: the long suite (5 nodes, every scenario, 3 seeds, 40 s each, about an hour; results in ./chaos-results).
@@ -33,14 +34,24 @@ chaos-smoke: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check raft_queue api state_machine chaos tests examples
-	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos tests examples
+	$(VENV)/bin/ruff check raft_queue api state_machine chaos bench tests examples
+	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos bench tests examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples
 	$(VENV)/bin/lint-imports
 
+## make bench: raft-queue alone (publish at 1/64/256 in flight, batch, end-to-end, consume + ack, transactions).
 bench: $(STAMP)
 	$(PY) -m raft_queue bench
+
+## make race: raft-queue, RabbitMQ (quorum queue) and NATS JetStream (R3), each a 3-node cluster on 127.0.0.1,
+## through the same harness; prints one table with ratios (about 5 minutes). RACE_ARGS adds options.
+race: $(STAMP) peers
+	$(PY) -m bench race $(RACE_ARGS)
+
+## the peers of the race, from Debian's packages (their services are kept from starting)
+peers:
+	bash bench/install.sh
 
 clean-data:
 	rm -rf ./data

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import socket
 import statistics
@@ -53,11 +54,12 @@ class BenchResult:
     p99_ms: float
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of ``values``; 0.0 when empty."""
     if not values:
         return 0.0
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
 def _result(name: str, in_flight: int, messages: int, seconds: float, lat: list[float]) -> BenchResult:
@@ -68,7 +70,7 @@ def _result(name: str, in_flight: int, messages: int, seconds: float, lat: list[
         seconds=round(seconds, 3),
         msgs_per_s=round(messages / seconds, 1) if seconds else 0.0,
         p50_ms=round(statistics.median(lat) * 1000, 2) if lat else 0.0,
-        p99_ms=round(_percentile(lat, 0.99) * 1000, 2),
+        p99_ms=round(percentile(lat, 0.99) * 1000, 2),
     )
 
 
@@ -274,7 +276,7 @@ async def run_workloads(
         return results
 
 
-def _free_port_base(n: int) -> int:
+def free_port_base(n: int) -> int:
     """A base port with n free consecutive ports (checked, not reserved)."""
     for _ in range(50):
         with socket.socket() as s:
@@ -311,7 +313,7 @@ def run_bench(
     try:
         if urls is None:
             tmp = tempfile.TemporaryDirectory(prefix="raft-queue-bench-")
-            base = _free_port_base(6)
+            base = free_port_base(6)
             spec = DevClusterSpec(Path(tmp.name), 3, "127.0.0.1", base, base + 3, "warning", 60.0)
             cluster = DevCluster(spec, sys.stdout, sys.stderr)
             cluster.start(load_or_create_secret(spec.data_dir))
