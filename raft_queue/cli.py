@@ -53,6 +53,11 @@ NODE_OPTIONS = (
         "snapshot the state and trim the Raft log once it holds N entries (default: 20000)",
     ),
     _Option(
+        "--snapshot-journal-mb",
+        "MIB",
+        "also snapshot once the Raft journal holds this many MiB (default: 64)",
+    ),
+    _Option(
         "--snapshot-min-interval-s",
         "SECONDS",
         "also snapshot when this long has passed since the last one (default: 600)",
@@ -253,6 +258,7 @@ def resolve_node_config(args: argparse.Namespace, environ: Mapping[str, str]) ->
         snapshot_every_entries=_parse_int(
             args, environ, "--snapshot-every-entries", cfg.DEFAULT_SNAPSHOT_EVERY_ENTRIES
         ),
+        snapshot_journal_mb=_parse_int(args, environ, "--snapshot-journal-mb", cfg.DEFAULT_SNAPSHOT_JOURNAL_MB),
         snapshot_min_interval_s=_parse_number(
             args, environ, "--snapshot-min-interval-s", cfg.DEFAULT_SNAPSHOT_MIN_INTERVAL_S
         ),

@@ -29,6 +29,9 @@ DEFAULT_ELECTION_TIMEOUT_MIN_S = 0.4
 DEFAULT_ELECTION_TIMEOUT_MAX_S = 1.2
 DEFAULT_SNAPSHOT_EVERY_ENTRIES = 20_000
 DEFAULT_SNAPSHOT_MIN_INTERVAL_S = 600.0
+#: Also snapshot once the Raft journal holds this many MiB: entries are group-committed, so 20,000 of them can
+#: hold millions of messages, and the journal's entries are kept in memory.
+DEFAULT_SNAPSHOT_JOURNAL_MB = 64
 #: How long decided transaction records are kept: a retry within it returns the original outcome.
 DEFAULT_TRANSACTION_RETENTION_S = 7 * 24 * 3600.0
 MAX_TRANSACTION_RETENTION_S = 365 * 24 * 3600.0
@@ -174,6 +177,7 @@ class NodeConfig:
     election_timeout_max_s: float = DEFAULT_ELECTION_TIMEOUT_MAX_S
     snapshot_every_entries: int = DEFAULT_SNAPSHOT_EVERY_ENTRIES
     snapshot_min_interval_s: float = DEFAULT_SNAPSHOT_MIN_INTERVAL_S
+    snapshot_journal_mb: int = DEFAULT_SNAPSHOT_JOURNAL_MB
     transaction_retention_s: float = DEFAULT_TRANSACTION_RETENTION_S
     #: UNSAFE when False: the journal is never fsynced (only for the power-loss control experiment).
     fsync: bool = True
@@ -216,6 +220,8 @@ class NodeConfig:
                 raise ConfigError(f"raft dial via: {peer_id!r} is not one of the other peers")
         if self.snapshot_every_entries < 10:
             raise ConfigError(f"snapshot every entries: {self.snapshot_every_entries} must be at least 10")
+        if not 1 <= self.snapshot_journal_mb <= 1024 * 1024:
+            raise ConfigError(f"snapshot journal MiB: {self.snapshot_journal_mb} must be 1 to 1048576")
         if not (math.isfinite(self.snapshot_min_interval_s) and self.snapshot_min_interval_s >= 1):
             raise ConfigError(f"snapshot min interval: {self.snapshot_min_interval_s} s must be at least 1 s")
         retention = self.transaction_retention_s

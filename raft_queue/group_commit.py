@@ -21,6 +21,11 @@ from raft_queue.failures import failure_for
 from state_machine.commands import Command, Entry, encode_entry
 from state_machine.machine import Applied as EntryApplied
 
+#: Operations packed into one entry stop at about this many bytes (one operation bigger than this still goes,
+#: alone). 1 MiB entries did not lower a leader's peak memory measurably (bench memory: 392 vs 384 MiB) and
+#: cost throughput, so entries stay large.
+MAX_ENTRY_BYTES = 8 * 1024 * 1024
+
 #: How long after the last waiter of an entry gave up the committer frees its slot (a late callback is ignored).
 ABANDON_GRACE_S = 0.0
 
@@ -76,7 +81,7 @@ class GroupCommitter:
         *,
         max_inflight: int = 4,
         max_ops: int = 2000,
-        max_bytes: int = 8 * 1024 * 1024,
+        max_bytes: int = MAX_ENTRY_BYTES,
         max_pending: int = 50_000,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:

@@ -166,6 +166,11 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj is untyped
         return self._entries[-1][1] if self._entries else 0
 
     @property
+    def size_bytes(self) -> int:
+        """Bytes of the entries the journal holds (its file, up to the last entry it reads back)."""
+        return self._end
+
+    @property
     def pending(self) -> int:
         """How many removed entries are still in the file, waiting to be re-added or overwritten."""
         return len(self._pending)

@@ -20,6 +20,7 @@ from typing import Any
 from pysyncobj import SyncObjConf
 
 from api.backend import Applied, ClusterStatus, Member, ReplicationError
+from raft_queue.background_snapshots import BackgroundSnapshots
 from raft_queue.config import NodeConfig
 from raft_queue.group_commit import GroupCommitter
 from raft_queue.journal import DurableJournal, JournalCorrupt
@@ -41,7 +42,9 @@ class StartupRefused(Exception):
     """The node's files are inconsistent or damaged; it must not serve. The message says what to do."""
 
 
-def raft_conf(config: NodeConfig, journal_file: str, dump_file: str, hooks: tuple[Any, Any]) -> SyncObjConf:
+def raft_conf(
+    config: NodeConfig, journal_file: str, dump_file: str, hooks: tuple[Any, Any], serialize_checker: Any = None
+) -> SyncObjConf:
     emin, emax = config.election_timeout_min_s, config.election_timeout_max_s
     return SyncObjConf(
         password=config.cluster_secret,
@@ -62,10 +65,16 @@ def raft_conf(config: NodeConfig, journal_file: str, dump_file: str, hooks: tupl
         fullDumpFile=dump_file,
         serializer=hooks[0],
         deserializer=hooks[1],
+        # With a checker, pysyncobj asks it whether a dump is running or done: dumps run on their own thread.
+        serializeChecker=serialize_checker,
         logCompactionMinEntries=config.snapshot_every_entries,
         logCompactionMinTime=config.snapshot_min_interval_s,
-        logCompactionSplit=True,
-        appendEntriesBatchSizeBytes=32 * 1024 * 1024,
+        # Dumps run off the tick thread (BackgroundSnapshots), and pysyncobj's split windows would hold a dump
+        # forced by the journal's size for up to logCompactionMinTime; Node staggers the size thresholds instead.
+        logCompactionSplit=False,
+        # One append_entries is pickled, compressed, encrypted and base64'd by pysyncobj: four copies in memory.
+        # 4 MiB keeps a leader that feeds a lagging follower well inside its memory budget (32 MiB did not).
+        appendEntriesBatchSizeBytes=4 * 1024 * 1024,
         logCompactionBatchSize=1024 * 1024,
         sendBufferSize=1024 * 1024,
         recvBufferSize=1024 * 1024,
@@ -94,16 +103,27 @@ class Node:
             raise StartupRefused(str(exc)) from exc
         self._peers_by_raft = {p.raft_address: p for p in config.peers}
         self_peer = config.self_peer
+        self.snapshots = BackgroundSnapshots(self.machine, dump_file, str(Path(config.data_dir) / "state-checkpoint"))
+        # Staggered by node so that the nodes (whose journals grow alike) do not all dump at the same moment.
+        rank = sorted(p.node_id for p in config.peers).index(self_peer.node_id)
+        self._snapshot_bytes = int(config.snapshot_journal_mb * 1024 * 1024 * (1 + 0.25 * rank))
+        hooks = (self.snapshots.serializer, make_hooks(self.machine, self._journal)[1])
         self.replica = QueueReplica(
             self_peer.raft_address,
             [p.raft_address for p in config.other_peers],
-            conf=raft_conf(config, journal_file, dump_file, make_hooks(self.machine, self._journal)),
+            conf=raft_conf(config, journal_file, dump_file, hooks, self.snapshots.checker),
             journal=self._journal,
             machine=self.machine,
             on_applied=self._on_applied,
             dial_via={self._peer_address(node_id): addr for node_id, addr in config.raft_dial_via},
         )
+        self.replica.addOnTickCallback(self._snapshot_when_large)
         self.committer = GroupCommitter(self.replica.propose, loop)
+
+    def _snapshot_when_large(self) -> None:
+        """Tick thread: a journal over its size bound asks pysyncobj for a snapshot (then trims to it)."""
+        if self._journal.size_bytes > self._snapshot_bytes and not self.snapshots.running:
+            self.replica.forceLogCompaction()
 
     def _peer_address(self, node_id: str) -> str:
         return next(p.raft_address for p in self._config.peers if p.node_id == node_id)
@@ -222,4 +242,5 @@ class Node:
     def close(self) -> None:
         """Stops Raft (joins the tick thread), then closes the store. Safe to call once."""
         self.replica.destroy_synchronous()
+        self.snapshots.join(timeout=60)
         self._kv.close()

@@ -11,6 +11,7 @@ import uvloop
 from aiohttp import web
 
 from api import create_app
+from raft_queue import malloc
 from raft_queue.config import NodeConfig
 from raft_queue.node import Node, StartupRefused
 
@@ -52,8 +53,10 @@ async def _serve(config: NodeConfig) -> int:
             config.http_bind_port,
             config.raft_bind,
         )
+        trimmer = asyncio.create_task(malloc.trim_forever())
         await stop.wait()
         log.info("node %s stopping", config.node_id)
+        trimmer.cancel()
     finally:
         await runner.cleanup()
         await asyncio.to_thread(node.close)
@@ -62,6 +65,7 @@ async def _serve(config: NodeConfig) -> int:
 
 def run(config: NodeConfig) -> int:
     """Entry point used by the CLI; returns the process exit code."""
+    malloc.limit_arenas()
     _setup_logging(config.log_level)
     # uvloop: the event loop's own per-request cost (selector, transports, call_soon) is several times lower than
     # asyncio's pure-Python loop, and that cost is a large share of a small request on this thread.

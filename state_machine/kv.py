@@ -31,9 +31,22 @@ class ReadKV(Protocol):
         ...
 
 
+class FrozenKV(ReadKV, Protocol):
+    """A point-in-time copy of a store: later commits to the store do not change it."""
+
+    def close(self) -> None:
+        """Releases the copy (and removes any files it took)."""
+        ...
+
+
 class KV(ReadKV, Protocol):
     def commit(self, ws: WriteSet, *, sync: bool = False) -> None:
         """Applies the whole write set atomically; ``sync`` makes it durable before returning."""
+        ...
+
+    def frozen_copy(self, path: str) -> FrozenKV:
+        """A point-in-time copy of the whole store, made quickly so that a snapshot can be written from it while
+        commits go on (RocksDB: a checkpoint in the new directory ``path``, hard links to its files)."""
         ...
 
 
@@ -88,6 +101,15 @@ class MemoryKV:
 
     def items(self) -> list[tuple[bytes, bytes]]:
         return [(k, self._data[k]) for k in self._keys]
+
+    def frozen_copy(self, path: str) -> MemoryKV:
+        copy = MemoryKV()
+        copy._data = dict(self._data)
+        copy._keys = list(self._keys)
+        return copy
+
+    def close(self) -> None:
+        return None
 
 
 class Overlay:

@@ -41,7 +41,7 @@ from state_machine.commands import (
     Transact,
     decode_entry,
 )
-from state_machine.kv import KV, Overlay
+from state_machine.kv import KV, FrozenKV, Overlay
 from state_machine.message_ops import enqueue, receive, settle
 from state_machine.queue_ops import create_queue, delete_queue
 from state_machine.records import QueueMeta
@@ -155,6 +155,11 @@ class QueueStateMachine:
         """Writes a snapshot of the whole state to ``path`` (fsynced); see ``state_machine.snapshot``."""
         with self.lock:
             return snapshot.dump(self._kv, path, meta)
+
+    def frozen_copy(self, path: str) -> FrozenKV:
+        """A point-in-time copy of the state between two applies (see ``KV.frozen_copy``), to dump from."""
+        with self.lock:
+            return self._kv.frozen_copy(path)
 
     def restore(self, path: str) -> None:
         """Replaces the whole state with the snapshot at ``path`` (verified first)."""

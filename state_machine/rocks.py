@@ -10,13 +10,17 @@ reads honour the snapshot), so consistency of reads against writes is the state 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from state_machine.kv import WriteSet
 from state_machine.seek_hints import SeekHints
+
+MEMTABLE_BYTES = 16 * 1024 * 1024
+BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 
 
 def _scan(source: Any, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -51,15 +55,26 @@ def _scan_learning(source: Any, hints: SeekHints, start: bytes, end: bytes) -> I
 
 
 class RocksKV:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, remove_on_close: bool = False) -> None:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
+        # Memory: 16 MiB memtables and a 16 MiB block cache. The defaults (64 MiB memtables) put a node
+        # with a large backlog over its memory budget; the journal, not RocksDB, is what makes writes durable,
+        # so smaller memtables cost only more (background) flushes.
+        opts.set_write_buffer_size(MEMTABLE_BYTES)
+        # Four, so that a flush that falls behind does not stall writes (a stalled write blocks apply on the
+        # tick thread, and with it heartbeats).
+        opts.set_max_write_buffer_number(4)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+        opts.set_block_based_table_factory(table)
         self._db = Rdict(path, opts)
         self._wo = WriteOptions()
         self._wo.sync = False
         self._sync_wo = WriteOptions()
         self._sync_wo.sync = True
         self.path = path
+        self._remove_on_close = remove_on_close
         self._hints = SeekHints()
 
     def get(self, key: bytes) -> bytes | None:
@@ -81,8 +96,16 @@ class RocksKV:
                 self._hints.wrote(k)
         self._db.write(wb, self._sync_wo if sync else self._wo)
 
+    def frozen_copy(self, path: str) -> RocksKV:
+        """A RocksDB checkpoint in ``path`` (it must not exist; same file system: SST files are hard-linked, the
+        memtable is flushed first), opened as its own store; ``close()`` on it removes the directory."""
+        Checkpoint(self._db).create_checkpoint(path)
+        return RocksKV(path, remove_on_close=True)
+
     def close(self) -> None:
         self._db.close()
+        if self._remove_on_close:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 __all__ = ["RocksKV"]

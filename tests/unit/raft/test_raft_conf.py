@@ -47,7 +47,7 @@ def test_defaults_pass_pysyncobjs_validate_and_wire_every_seam(tmp_path: Path) -
     assert conf.serializer is serialize and conf.deserializer is deserialize
     assert conf.appendEntriesUseBatch is False  # send each entry at once; batching is GroupCommitter's job
     assert conf.commandsWaitLeader is False  # no leader: fail now (MISSING_LEADER), never commit much later
-    assert conf.logCompactionSplit is True  # nodes compact at different moments
+    assert conf.logCompactionSplit is False  # dumps run off the tick thread; Node staggers the size thresholds
     assert conf.dynamicMembershipChange is False
     assert conf.autoTick is True
     assert conf.logCompactionMinEntries == config.snapshot_every_entries

@@ -9,7 +9,7 @@ import pytest
 
 from state_machine import KV, MemoryKV, QueueStateMachine, encode_entry, snapshot
 from state_machine import keys as k
-from state_machine.kv import WriteSet
+from state_machine.kv import FrozenKV, WriteSet
 from state_machine.rocks import RocksKV
 from state_machine.snapshot import SnapshotCorrupt
 from tests.unit.state_machine.reference_model import RandomWorkload
@@ -32,6 +32,9 @@ class FailingKV:
 
     def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self.inner.scan(start, end)
+
+    def frozen_copy(self, path: str) -> FrozenKV:
+        return self.inner.frozen_copy(path)
 
     def commit(self, ws: WriteSet, *, sync: bool = False) -> None:
         self.commits += 1

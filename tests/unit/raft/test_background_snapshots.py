@@ -1,0 +1,164 @@
+"""BackgroundSnapshots: the dump is written on its own thread from a frozen copy, and pysyncobj's own Serializer
+(the object SyncObj drives) sees SERIALIZING, then SUCCESS once, with the dump already renamed into place."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.serializer import Serializer
+
+from raft_queue.background_snapshots import BackgroundSnapshots, DumpStarted
+from raft_queue.snapshots import read_verified
+from state_machine import snapshot
+from state_machine.commands import CreateQueue, Enqueue, Entry, NewMessage, encode_entry
+from state_machine.config import QueueConfig
+from state_machine.kv import ReadKV
+from state_machine.machine import QueueStateMachine
+from state_machine.rocks import RocksKV
+from tests.unit.raft.test_snapshot_hooks import meta_at
+
+DEADLINE_S = 30.0
+NOW_MS = 1_800_000_000_000
+
+
+def entry(index: int, messages: int = 1) -> bytes:
+    if index == 1:
+        return encode_entry(Entry(NOW_MS, [CreateQueue("q", QueueConfig())]))
+    batch = [NewMessage(f"m{index}-{i}", b"x" * 64) for i in range(messages)]
+    return encode_entry(Entry(NOW_MS, [Enqueue("q", batch)]))
+
+
+class Node:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.kv = RocksKV(str(root / "state"))
+        self.machine = QueueStateMachine(self.kv)
+        self.dump = str(root / "snapshot")
+        self.checkpoint = str(root / "state-checkpoint")
+        self.snapshots = BackgroundSnapshots(self.machine, self.dump, self.checkpoint)
+        # The very object SyncObj uses, wired the way raft_conf wires it.
+        self.serializer = Serializer(
+            self.dump, 1024 * 1024, False, self.snapshots.serializer, None, self.snapshots.checker
+        )
+
+    def apply_to(self, last: int, messages: int = 1) -> None:
+        for index in range(self.machine.applied_index + 1, last + 1):
+            self.machine.apply(index, entry(index, messages))
+
+    def wait_for_outcome(self) -> int:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            state, _ = self.serializer.checkSerializing()
+            if state != SERIALIZER_STATE.SERIALIZING:
+                return int(state)
+            assert time.monotonic() < deadline, "the background dump never finished"
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self.snapshots.join(DEADLINE_S)
+        self.kv.close()
+
+
+class Gate:
+    """Holds every dump until ``release`` is set; ``writing`` is set once one started."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.release = threading.Event()
+        self.writing = threading.Event()
+        real_dump = snapshot.dump
+
+        def held_dump(kv: ReadKV, path: str, meta: bytes) -> int:
+            self.writing.set()
+            assert self.release.wait(DEADLINE_S)
+            return real_dump(kv, path, meta)
+
+        monkeypatch.setattr(snapshot, "dump", held_dump)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path / "n1")
+    yield n
+    n.close()
+
+
+def test_the_dump_is_the_state_at_the_call_even_while_applies_go_on(node: Node) -> None:
+    node.apply_to(40, messages=50)
+    frozen = dict(node.kv.scan(b"", b"\xff"))
+    node.serializer.serialize((None, *meta_at(40)), 39)
+    assert not os.path.exists(node.dump + ".tmp"), "pysyncobj's own rename must not have run"
+    node.apply_to(60, messages=50)  # the tick thread keeps applying while the dump is written
+    assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
+    assert node.serializer.checkSerializing()[0] == SERIALIZER_STATE.NOT_SERIALIZING  # SUCCESS is reported once
+    applied, meta = read_verified(node.dump)
+    assert applied == 40 and meta == meta_at(40)
+    restored = QueueStateMachine(RocksKV(str(node.root / "restored")))
+    restored.restore(node.dump)
+    assert dict(restored._kv.scan(b"", b"\xff")) == frozen
+    assert not os.path.exists(node.checkpoint) and not os.path.exists(node.dump + ".partial")
+    assert node.snapshots.dumps_written == 1
+
+
+def test_reads_are_not_held_while_the_dump_is_written(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old synchronous dump held the state machine's lock (and the tick thread) for the whole write."""
+    gate = Gate(monkeypatch)
+    node.apply_to(10)
+    with pytest.raises(DumpStarted):
+        node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
+    assert gate.writing.wait(DEADLINE_S)
+    assert node.serializer.checkSerializing()[0] == SERIALIZER_STATE.SERIALIZING
+    assert node.machine.lock.acquire(timeout=1.0), "a read could not take the state machine's lock"
+    node.machine.lock.release()
+    node.apply_to(12)  # and the tick thread applies
+    gate.release.set()
+    assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
+
+
+def test_a_failed_dump_is_reported_once_and_leaves_the_old_snapshot(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node.apply_to(10)
+    node.serializer.serialize((None, *meta_at(10)), 9)
+    assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
+    before = Path(node.dump).read_bytes()
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    node.apply_to(20)
+    node.serializer.serialize((None, *meta_at(20)), 19)
+    assert node.wait_for_outcome() == SERIALIZER_STATE.FAILED
+    assert node.serializer.checkSerializing()[0] == SERIALIZER_STATE.NOT_SERIALIZING
+    assert Path(node.dump).read_bytes() == before
+    assert not os.path.exists(node.checkpoint)
+
+
+def test_leftovers_of_a_crash_mid_dump_are_removed_at_start(tmp_path: Path) -> None:
+    root = tmp_path / "n1"
+    (root / "state-checkpoint").mkdir(parents=True)
+    (root / "state-checkpoint" / "000001.sst").write_bytes(b"x")
+    (root / "snapshot.partial").write_bytes(b"half a dump")
+    node = Node(root)
+    try:
+        assert not (root / "state-checkpoint").exists() and not (root / "snapshot.partial").exists()
+    finally:
+        node.close()
+
+
+def test_a_second_dump_while_one_runs_is_refused(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = Gate(monkeypatch)
+    node.apply_to(10)
+    with pytest.raises(DumpStarted):
+        node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
+    with pytest.raises(RuntimeError, match="already running"):
+        node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
+    gate.release.set()
+    assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
