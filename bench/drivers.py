@@ -229,7 +229,7 @@ class _NatsConsumer:
     async def take(self) -> int:
         try:
             msgs = await self._sub.fetch(TAKE, timeout=1)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either, depending on where it waited
             return 0
         for m in msgs:
             await m.ack()
