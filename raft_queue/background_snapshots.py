@@ -10,13 +10,15 @@ How it plugs into pysyncobj 0.3.17 (``serializer`` + ``serializeChecker``, both 
   flush, under the state machine's lock, so it is exactly the state at ``meta``'s last entry), starts a thread
   that writes the dump from that copy, and raises ``DumpStarted``. pysyncobj catches it and skips its own rename
   of ``tmp`` (nothing is there to rename); from then on it asks the checker, not its own bookkeeping.
-- The thread writes ``<dump>.partial``, fsyncs it, renames it over the dump file and fsyncs the directory, in
-  that order, then reports success. Only then does the checker say ``SUCCESS``, and only then does pysyncobj
-  trim the journal: the same order as a synchronous dump (a complete dump is durable before any entry it covers
-  is removed), so ``snapshots.deserialize``'s crash-window handling is unchanged.
+- The thread has ``<dump>.partial`` written and fsynced (by default by a process of its own,
+  ``raft_queue.dump_writer``, so that the dump's Python loop does not share the GIL with the tick thread), renames
+  it over the dump file and fsyncs the directory, in that order, then reports success. Only then does the checker
+  say ``SUCCESS``, and only then does pysyncobj trim the journal: the same order as a synchronous dump (a complete
+  dump is durable before any entry it covers is removed), so ``snapshots.deserialize``'s crash window is unchanged.
 - While a dump runs the checker says ``SERIALIZING``: pysyncobj starts no other dump and sends no snapshot
   chunks (it does the same while its own forked dump runs).
-A crash mid-dump leaves ``<dump>.partial`` and the checkpoint directory; both are removed at the next start.
+A crash mid-dump leaves ``<dump>.partial`` and the checkpoint directory; both are removed at the next start (the
+writer process notices that its parent is gone and stops; it never renames anything).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import logging
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
@@ -36,6 +41,29 @@ from state_machine.kv import FrozenKV
 from state_machine.machine import QueueStateMachine
 
 log = logging.getLogger(__name__)
+
+
+#: Writes the dump of a frozen copy (opened by the caller; its directory given too) to a path, with the metadata.
+Writer = Callable[[FrozenKV, str, str, bytes], int]
+
+
+def write_in_process(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
+    """The default ``Writer``: ``raft_queue.dump_writer`` in a child process reads the checkpoint (read-only)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "raft_queue.dump_writer", checkpoint_dir, path, str(os.getpid())],
+        input=meta,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"the snapshot writer process exited with {proc.returncode}: {' | '.join(detail)}")
+    return int(proc.stdout)
+
+
+def write_in_thread(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
+    """A ``Writer`` on the calling thread (for stores other than RocksDB, and for tests)."""
+    return snapshot.dump(source, path, meta)
 
 
 class DumpStarted(Exception):
@@ -51,8 +79,11 @@ def _fsync_dir(path: str) -> None:
 
 
 class BackgroundSnapshots:
-    def __init__(self, machine: QueueStateMachine, dump_file: str, checkpoint_dir: str) -> None:
+    def __init__(
+        self, machine: QueueStateMachine, dump_file: str, checkpoint_dir: str, writer: Writer = write_in_process
+    ) -> None:
         self._machine = machine
+        self._writer = writer
         self._dump_file = dump_file
         self._partial = dump_file + ".partial"
         self._checkpoint_dir = checkpoint_dir
@@ -90,7 +121,7 @@ class BackgroundSnapshots:
 
     def _write(self, source: FrozenKV, meta: bytes, index: int, started: float) -> None:
         try:
-            count = snapshot.dump(source, self._partial, meta)
+            count = self._writer(source, self._checkpoint_dir, self._partial, meta)
             os.replace(self._partial, self._dump_file)
             _fsync_dir(self._dump_file)
         except Exception:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,30 @@ def raft_conf(
     )
 
 
+class TickGaps:
+    """How long pysyncobj's tick thread went between two ticks (it sends heartbeats, and checks its election
+    deadline before it reads what arrived, so a follower stalled for an election timeout starts an election).
+
+    A tick callback on the tick thread; a stall over ``warn_s`` is logged."""
+
+    def __init__(self, warn_s: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._warn_s = warn_s
+        self._last: float | None = None
+        self.max_gap_s = 0.0
+        self.stalls = 0
+
+    def tick(self) -> None:
+        now = self._clock()
+        if self._last is not None:
+            gap = now - self._last
+            self.max_gap_s = max(self.max_gap_s, gap)
+            if gap > self._warn_s:
+                self.stalls += 1
+                log.warning("the Raft tick thread stalled for %.2f s", gap)
+        self._last = now
+
+
 class Node:
     """Implements ``api.backend.Backend``. Create it on the event loop's thread (the main thread)."""
 
@@ -118,6 +144,8 @@ class Node:
             dial_via={self._peer_address(node_id): addr for node_id, addr in config.raft_dial_via},
         )
         self.replica.addOnTickCallback(self._snapshot_when_large)
+        self.tick_gaps = TickGaps()
+        self.replica.addOnTickCallback(self.tick_gaps.tick)
         self.committer = GroupCommitter(self.replica.propose, loop)
 
     def _snapshot_when_large(self) -> None:

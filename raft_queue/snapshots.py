@@ -25,7 +25,7 @@ from typing import Any
 
 from raft_queue.journal import DurableJournal
 from state_machine.machine import QueueStateMachine
-from state_machine.snapshot import SnapshotCorrupt, read_header, verify
+from state_machine.snapshot import SnapshotCorrupt, read_header, verify_checksum
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,9 @@ def fsync_path(path: str) -> None:
 def read_verified(path: str) -> tuple[int, Any]:
     """(state index, pysyncobj's meta tuple) of a snapshot whose whole-file checksum was verified first.
 
-    Raises SnapshotCorrupt for any damage, including metadata that no longer unpickles to the expected shape."""
-    verify(path)
+    Raises SnapshotCorrupt for any damage, including metadata that no longer unpickles to the expected shape. The
+    records' framing is checked too before a restore uses them (``snapshot.restore`` runs the full ``verify``)."""
+    verify_checksum(path)
     applied, raw = read_header(path)
     try:
         meta = pickle.loads(raw)

@@ -14,7 +14,17 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-from rocksdict import BlockBasedOptions, Cache, Checkpoint, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    Checkpoint,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
 
 from state_machine.kv import WriteSet
 from state_machine.seek_hints import SeekHints
@@ -55,9 +65,11 @@ def _scan_learning(source: Any, hints: SeekHints, start: bytes, end: bytes) -> I
 
 
 class RocksKV:
-    def __init__(self, path: str, *, remove_on_close: bool = False) -> None:
+    def __init__(self, path: str, *, remove_on_close: bool = False, read_only: bool = False) -> None:
+        """``read_only`` opens a store another process (or instance) has open for writing, e.g. a frozen copy that
+        a snapshot writer process reads; ``commit`` then fails."""
         opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
+        opts.create_if_missing(not read_only)
         # Memory: 16 MiB memtables and a 16 MiB block cache. The defaults (64 MiB memtables) put a node
         # with a large backlog over its memory budget; the journal, not RocksDB, is what makes writes durable,
         # so smaller memtables cost only more (background) flushes.
@@ -65,10 +77,15 @@ class RocksKV:
         # Four, so that a flush that falls behind does not stall writes (a stalled write blocks apply on the
         # tick thread, and with it heartbeats).
         opts.set_max_write_buffer_number(4)
+        # Write SST files and the WAL out as they grow (sync_file_range every MiB) instead of leaving it to the
+        # kernel or to one fsync at the end of a flush or compaction: a burst of writeback on this file system
+        # makes the Raft journal's fdatasync on the tick thread wait behind it.
+        opts.set_bytes_per_sync(1 << 20)
+        opts.set_wal_bytes_per_sync(1 << 20)
         table = BlockBasedOptions()
         table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
         opts.set_block_based_table_factory(table)
-        self._db = Rdict(path, opts)
+        self._db = Rdict(path, opts, access_type=AccessType.read_only() if read_only else AccessType.read_write())
         self._wo = WriteOptions()
         self._wo.sync = False
         self._sync_wo = WriteOptions()

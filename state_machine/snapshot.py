@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from state_machine import keys
@@ -28,37 +28,68 @@ _HEAD = struct.Struct(">8sQI")
 _REC = struct.Struct(">II")
 _TAIL = struct.Struct(">4sQ32s")
 RESTORE_CHUNK = 4096
+READ_CHUNK = 1 << 20
 
 
 class SnapshotCorrupt(Exception):
     """The snapshot file is truncated, has a bad checksum, or is not a snapshot."""
 
 
-class _HashingWriter:
-    def __init__(self, f: BinaryIO) -> None:
-        self.f = f
-        self.h = hashlib.sha256()
-
-    def write(self, b: bytes) -> None:
-        self.h.update(b)
-        self.f.write(b)
+#: The dump is written in chunks of about this size (one write and one hash update each, not one per key).
+WRITE_CHUNK = 1 << 20
+#: ... and made durable every this many bytes as it goes. Left to the end, one fsync of a 300 MB dump wrote it
+#: all at once, and the Raft journal's own fdatasync (same file system) waited behind it: 0.14-0.25 s, measured
+#: on the tick thread of every node, which is where heartbeats come from.
+SYNC_EVERY = 8 << 20
 
 
-def dump(kv: ReadKV, path: str, meta: bytes) -> int:
-    """Writes every key of ``kv`` to ``path`` and fsyncs it. Returns the number of keys."""
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class DumpAborted(Exception):
+    """``should_stop`` said so: the file is incomplete (and not fsynced)."""
+
+
+def dump(kv: ReadKV, path: str, meta: bytes, should_stop: Callable[[], bool] | None = None) -> int:
+    """Writes every key of ``kv`` to ``path`` and fsyncs it. Returns the number of keys.
+
+    Memory stays at one chunk whatever the store's size: the keys stream from ``kv.scan`` to the file.
+    ``should_stop`` is asked after every chunk; when it says so, ``DumpAborted`` is raised."""
     applied = keys.read_u64(kv.get(keys.APPLIED))
     count = 0
-    with open(path, "wb") as f:
-        w = _HashingWriter(f)
-        w.write(_HEAD.pack(MAGIC, applied, len(meta)) + meta)
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        parts = [_HEAD.pack(MAGIC, applied, len(meta)), meta]
+        size = unsynced = 0
+        pack = _REC.pack
         for k, v in kv.scan(b"", b"\xff"):
             if k == keys.RESTORING:
                 continue
-            w.write(_REC.pack(len(k), len(v)) + k + v)
+            parts.append(pack(len(k), len(v)) + k + v)
+            size += _REC.size + len(k) + len(v)
             count += 1
-        f.write(_TAIL.pack(FOOTER, count, w.h.digest()))
-        f.flush()
-        os.fsync(f.fileno())
+            if size >= WRITE_CHUNK:
+                chunk = b"".join(parts)
+                parts.clear()
+                h.update(chunk)  # hashlib and os.write release the GIL for a chunk this size
+                _write_all(fd, chunk)
+                unsynced += size
+                size = 0
+                if unsynced >= SYNC_EVERY:
+                    os.fdatasync(fd)
+                    unsynced = 0
+                if should_stop is not None and should_stop():
+                    raise DumpAborted(f"{path}: dump abandoned after {count} keys")
+        chunk = b"".join(parts)
+        h.update(chunk)
+        _write_all(fd, chunk + _TAIL.pack(FOOTER, count, h.digest()))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return count
 
 
@@ -77,48 +108,85 @@ def read_header(path: str) -> tuple[int, bytes]:
         return int(applied), meta
 
 
-def _records(path: str) -> Iterator[tuple[bytes, bytes]]:
-    """Yields the pairs after verifying the checksum and count of the whole file first."""
+def verify_checksum(path: str) -> int:
+    """Checks that ``path`` is a snapshot and its SHA-256; returns the number of keys its footer names.
+
+    What a node needs before it trusts a dump's header (``raft_queue.snapshots.read_verified``, twice per start):
+    the hash runs in chunks, in C, without the GIL (0.23 s for a 230 MiB dump of 1.3 million keys, where ``verify``,
+    which also walks every record in Python, took 1.0 s, and 1.8 s before it read in chunks). The count is outside
+    the checksum: only ``verify`` checks it, and ``restore`` calls ``verify`` before it touches anything."""
     size = os.path.getsize(path)
     if size < _HEAD.size + _TAIL.size:
         raise SnapshotCorrupt(f"{path}: truncated ({size} bytes)")
-    with open(path, "rb") as f:
+    read_header(path)
+    with open(path, "rb", buffering=0) as f:
         h = hashlib.sha256()
         remaining = size - _TAIL.size
         while remaining:
-            chunk = f.read(min(remaining, 1 << 20))
+            chunk = f.read(min(remaining, 4 << 20))
             if not chunk:
                 raise SnapshotCorrupt(f"{path}: truncated")
             h.update(chunk)
             remaining -= len(chunk)
         footer, count, digest = _TAIL.unpack(f.read(_TAIL.size))
-        if footer != FOOTER or digest != h.digest():
-            raise SnapshotCorrupt(f"{path}: checksum mismatch: the file is damaged")
-        f.seek(0)
+    if footer != FOOTER or digest != h.digest():
+        raise SnapshotCorrupt(f"{path}: checksum mismatch: the file is damaged")
+    return int(count)
+
+
+def verify(path: str) -> int:
+    """Checks the whole file: its checksum, and every record's framing against the footer's count (returned)."""
+    count = verify_checksum(path)
+    for _ in _records(path, count):
+        pass
+    return count
+
+
+def _refill(f: BinaryIO, kept: bytes, need: int, left: int) -> bytes:
+    """``kept`` plus the next chunk of the file: at least ``need`` bytes in all, never past ``left`` bytes."""
+    return kept + f.read(min(max(READ_CHUNK, need - len(kept)), left - len(kept)))
+
+
+def _records(path: str, count: int) -> Iterator[tuple[bytes, bytes]]:
+    """Yields the pairs of a file ``verify`` passed (``count`` is what it returned), checking the framing."""
+    end = os.path.getsize(path) - _TAIL.size
+    with open(path, "rb") as f:
         _, _, n = _HEAD.unpack(f.read(_HEAD.size))
-        f.seek(n, os.SEEK_CUR)
-        end = size - _TAIL.size
+        pos = _HEAD.size + n
+        f.seek(pos)
+        buf = b""
+        off = 0
         seen = 0
-        while f.tell() < end:
-            klen, vlen = _REC.unpack(f.read(_REC.size))
-            k = f.read(klen)
-            yield k, f.read(vlen)
+        unpack = _REC.unpack_from
+        while pos < end:
+            if len(buf) - off < _REC.size:
+                buf = _refill(f, buf[off:], _REC.size, end - pos)
+                off = 0
+                if len(buf) < _REC.size:
+                    raise SnapshotCorrupt(f"{path}: truncated record at offset {pos}")
+            klen, vlen = unpack(buf, off)
+            need = _REC.size + klen + vlen
+            if len(buf) - off < need:
+                buf = _refill(f, buf[off:], need, end - pos)
+                off = 0
+                if len(buf) < need:
+                    raise SnapshotCorrupt(f"{path}: truncated record at offset {pos}")
+            k = buf[off + _REC.size : off + _REC.size + klen]
+            v = buf[off + _REC.size + klen : off + need]
+            off += need
+            pos += need
             seen += 1
+            yield k, v
         if seen != count:
             raise SnapshotCorrupt(f"{path}: {seen} records, footer says {count}")
 
 
-def verify(path: str) -> int:
-    """Checks the whole file; returns the number of keys."""
-    return sum(1 for _ in _records(path))
-
-
 def restore(kv: KV, path: str) -> None:
     """Replaces the whole store with the snapshot's contents (verified before anything is touched)."""
-    verify(path)
+    count = verify(path)
     kv.commit(WriteSet(ranges=[(b"", b"\xff")], writes={keys.RESTORING: b""}), sync=True)
     batch: dict[bytes, bytes | None] = {}
-    for k, v in _records(path):
+    for k, v in _records(path, count):
         batch[k] = v
         if len(batch) >= RESTORE_CHUNK:
             kv.commit(WriteSet(writes=batch))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -13,7 +14,8 @@ import pytest
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.serializer import Serializer
 
-from raft_queue.background_snapshots import BackgroundSnapshots, DumpStarted
+from raft_queue import dump_writer
+from raft_queue.background_snapshots import BackgroundSnapshots, DumpStarted, Writer, write_in_process, write_in_thread
 from raft_queue.snapshots import read_verified
 from state_machine import snapshot
 from state_machine.commands import CreateQueue, Enqueue, Entry, NewMessage, encode_entry
@@ -35,14 +37,14 @@ def entry(index: int, messages: int = 1) -> bytes:
 
 
 class Node:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, writer: Writer = write_in_thread) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.kv = RocksKV(str(root / "state"))
         self.machine = QueueStateMachine(self.kv)
         self.dump = str(root / "snapshot")
         self.checkpoint = str(root / "state-checkpoint")
-        self.snapshots = BackgroundSnapshots(self.machine, self.dump, self.checkpoint)
+        self.snapshots = BackgroundSnapshots(self.machine, self.dump, self.checkpoint, writer)
         # The very object SyncObj uses, wired the way raft_conf wires it.
         self.serializer = Serializer(
             self.dump, 1024 * 1024, False, self.snapshots.serializer, None, self.snapshots.checker
@@ -162,3 +164,68 @@ def test_a_second_dump_while_one_runs_is_refused(node: Node, monkeypatch: pytest
         node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
     gate.release.set()
     assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
+
+
+# the default writer: a process of its own
+
+
+@pytest.fixture
+def process_node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path / "n1", write_in_process)
+    yield n
+    n.close()
+
+
+def test_a_writer_process_dumps_the_state_at_the_call_while_applies_go_on(process_node: Node) -> None:
+    node = process_node
+    node.apply_to(40, messages=50)
+    frozen = dict(node.kv.scan(b"", b"\xff"))
+    node.serializer.serialize((None, *meta_at(40)), 39)
+    node.apply_to(60, messages=50)
+    assert node.machine.lock.acquire(timeout=1.0), "a read could not take the state machine's lock"
+    node.machine.lock.release()
+    assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
+    applied, meta = read_verified(node.dump)
+    assert applied == 40 and meta == meta_at(40)
+    restored = RocksKV(str(node.root / "restored"))
+    try:
+        snapshot.restore(restored, node.dump)
+        assert dict(restored.scan(b"", b"\xff")) == frozen
+    finally:
+        restored.close()
+    assert not os.path.exists(node.checkpoint) and not os.path.exists(node.dump + ".partial")
+
+
+def test_a_failing_writer_process_is_a_failed_dump_and_leaves_the_old_snapshot(
+    process_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = process_node
+    node.apply_to(10)
+    node.serializer.serialize((None, *meta_at(10)), 9)
+    assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
+    before = Path(node.dump).read_bytes()
+    node.apply_to(20)
+    monkeypatch.setattr("sys.executable", "/bin/false")  # a writer that exits with 1
+    node.serializer.serialize((None, *meta_at(20)), 19)
+    assert node.wait_for_outcome() == SERIALIZER_STATE.FAILED
+    assert Path(node.dump).read_bytes() == before
+    assert not os.path.exists(node.checkpoint) and not os.path.exists(node.dump + ".partial")
+
+
+def test_the_writer_process_stops_once_its_parent_is_gone(
+    node: Node, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A node killed mid-dump must leave no writer behind (it checks its parent after every chunk)."""
+    node.apply_to(30, messages=200)
+    source = node.machine.frozen_copy(node.checkpoint)
+    monkeypatch.setattr(snapshot, "WRITE_CHUNK", 4096)
+    monkeypatch.setattr("sys.stdin", type("In", (), {"buffer": io.BytesIO(b"meta")})())
+    out = str(node.root / "out.partial")
+    try:
+        not_my_parent = str(os.getppid() + 1)
+        assert dump_writer.main([node.checkpoint, out, not_my_parent]) == dump_writer.EXIT_PARENT_GONE
+        assert os.path.getsize(out) < 4096 * 3
+        assert dump_writer.main([node.checkpoint, out, str(os.getppid())]) == 0
+        assert int(capsys.readouterr().out) == snapshot.verify(out) == len(list(source.scan(b"", b"\xff")))
+    finally:
+        source.close()

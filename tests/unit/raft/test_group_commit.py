@@ -330,6 +330,25 @@ def test_an_op_whose_waiter_was_cancelled_before_proposal_is_never_proposed() ->
     run(body)
 
 
+def test_an_answered_entry_lets_go_of_its_messages_at_once() -> None:
+    """Its give-up timer used to keep every message body of an answered entry alive until the request timeout:
+    at 20,000 msg/s and a 10 s timeout that is most of a leader's memory."""
+
+    async def body() -> None:
+        fake = FakeRaft()
+        committer = GroupCommitter(fake.propose, asyncio.get_running_loop())
+        tasks = submit_all(committer, [create(), enqueue("a"), enqueue("b")], timeout=600.0)
+        await until(lambda: len(fake.proposals) == 1, "entry 1")
+        (entry,) = fake.proposals[0].callback.__defaults__ or ()
+        timer = entry.give_up
+        assert timer is not None and not timer.cancelled() and len(entry.items) == 3
+        fake.complete(0)
+        assert all(isinstance(o, Applied) for o in await gather_outcomes(tasks))
+        assert entry.items == [] and entry.give_up is None and timer.cancelled()
+
+    run(body)
+
+
 def test_timeout_after_proposal_is_outcome_unknown() -> None:
     async def body() -> None:
         fake = FakeRaft()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -306,3 +307,75 @@ def test_the_restoring_mark_survives_reopening_rocks(
         assert len(contents(again)) == 1 + 50  # the mark and the first chunk; the old state is gone
     finally:
         again.close()
+
+
+# streaming writes, and the two depths of verification
+
+
+def test_the_dump_streams_in_chunks_and_is_made_durable_as_it_goes(
+    tmp_path: Path, populated: Populated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One fsync at the end of a 300 MB dump held up the journal's fdatasync on every node; memory must not grow
+    with the store either: every write is one chunk (plus at most one record), and it is synced every few."""
+    monkeypatch.setattr(snapshot, "WRITE_CHUNK", 512)
+    monkeypatch.setattr(snapshot, "SYNC_EVERY", 2048)
+    writes: list[int] = []
+    syncs: list[int] = []
+    real_write, real_fdatasync = os.write, os.fdatasync
+
+    def write(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        written: int = real_write(fd, data)
+        return written
+
+    def fdatasync(fd: int) -> None:
+        syncs.append(sum(writes))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    path = str(tmp_path / "snap")
+    count = populated.sm.dump(path, b"meta")
+    size = Path(path).stat().st_size
+    assert sum(writes) == size
+    biggest_record = max(8 + len(key) + len(value) for key, value in populated.kv.items())
+    assert max(writes[:-1]) < 512 + biggest_record + 64  # the first carries the header, the last the footer
+    assert len(syncs) >= size // (2048 + 512 + biggest_record) - 1
+    assert all(b - a <= 2048 + 512 + biggest_record for a, b in zip([0, *syncs], syncs, strict=False))
+    assert snapshot.verify(path) == count == len(populated.kv.items())
+    target = MemoryKV()
+    snapshot.restore(target, path)
+    assert target.items() == populated.kv.items()
+
+
+def test_the_checksum_covers_every_byte_but_the_footers_count_which_verify_checks(tmp_path: Path) -> None:
+    path, good = small_snapshot(tmp_path)
+    count = snapshot.verify(path)
+    assert snapshot.verify_checksum(path) == count
+    count_at = len(good) - 40  # footer: b"END!" | u64 count | 32-byte digest
+    for at in range(len(good)):
+        damaged = bytearray(good)
+        damaged[at] ^= 0x01
+        Path(path).write_bytes(bytes(damaged))
+        if count_at <= at < count_at + 8:
+            assert snapshot.verify_checksum(path) != count  # a wrong count, which only the full walk catches
+        else:
+            with pytest.raises(SnapshotCorrupt):
+                snapshot.verify_checksum(path)
+        with pytest.raises(SnapshotCorrupt):
+            snapshot.verify(path)
+
+
+def test_records_are_read_back_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """restore reads the file in chunks: records split across them (and bigger than one) come back whole."""
+    kv = MemoryKV()
+    values = {bytes([i]) * (i % 5 + 1): bytes([i]) * (i * 37 % 300) for i in range(1, 250)}
+    values[k.APPLIED] = k.u64(7)
+    kv.commit(WriteSet(writes=dict(values)))
+    path = str(tmp_path / "snap")
+    snapshot.dump(kv, path, b"m")
+    for chunk in (1, 7, 64, 1 << 20):
+        monkeypatch.setattr(snapshot, "READ_CHUNK", chunk)
+        target = MemoryKV()
+        snapshot.restore(target, path)
+        assert target.items() == kv.items()
