@@ -25,7 +25,7 @@ from bench.harness import Measurement, Op, drain, measurement, timed
 from bench.nats_cluster import NatsCluster
 from bench.rabbitmq_cluster import RabbitCluster
 from raft_queue.bench import free_port_base
-from raft_queue.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
+from raft_queue.tools.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
 
 OURS = "raft-queue"
 BATCH = 64

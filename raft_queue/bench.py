@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from raft_queue.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
+from raft_queue.tools.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
 
 BATCH = 64
 #: Publishes per second of the end-to-end workload's producer: a steady, unsaturated rate, so the figure is the

@@ -298,7 +298,7 @@ def _run(args: argparse.Namespace) -> int:
         from raft_queue.server import run  # Raft and RocksDB load only when a node really starts
 
         return run(config)
-    from raft_queue.dev_cluster import DevClusterSpec, run_dev_cluster
+    from raft_queue.tools.dev_cluster import DevClusterSpec, run_dev_cluster
 
     spec = DevClusterSpec(
         data_dir=args.data_dir,
