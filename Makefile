@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 ## make bench: raft-queue alone (publish at 1/64/256 in flight, batch, end-to-end, consume + ack, transactions).
 bench: $(STAMP)
-	$(PY) -m raft_queue bench
+	$(PY) -m bench solo
 
 ## make race: raft-queue, RabbitMQ (quorum queue) and NATS JetStream (R3), each a 3-node cluster on 127.0.0.1,
 ## through the same harness; prints one table with ratios (about 5 minutes). RACE_ARGS adds options.

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any, Protocol
 
@@ -21,6 +20,8 @@ import aiohttp
 import nats
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from bench.raft_queue_cluster import leader_url
 
 TAKE = 100
 
@@ -55,21 +56,8 @@ class RaftQueueDriver:
         self._base = ""
         self._headers = {"Content-Type": "application/json"}
 
-    async def _leader(self) -> str:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while loop.time() < deadline:
-            for url in self._urls:
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with self._session.get(f"{url}/v1/cluster") as r:
-                        leader = (await r.json()).get("leader_url")
-                        if leader:
-                            return str(leader)
-            await asyncio.sleep(0.1)
-        raise RuntimeError("raft-queue: no leader within 30 s")
-
     async def setup(self, queue: str) -> None:
-        self._base = self._base or await self._leader()
+        self._base = self._base or await leader_url(self._session, self._urls)
         async with self._session.put(f"{self._base}/v1/queues/{queue}", json={}) as r:
             if r.status not in (200, 201):
                 raise RuntimeError(f"creating {queue}: {r.status} {await r.text()}")

@@ -2,18 +2,18 @@
 
 A closed loop keeps exactly ``in_flight`` operations outstanding for ``seconds`` (after a warm-up whose results
 are dropped) and times each one from its start to its confirmation. ``drain`` runs consumers until a backlog of
-known size is gone. Both count messages, not requests, so a batch of 64 counts 64.
+known size is gone. Both count messages, not requests, so a batch of 64 counts 64. A ``Measurement`` is one
+workload's figures, the one result type of every benchmark here (the race and ``python -m bench solo``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-from raft_queue.bench import percentile
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,14 @@ class Measurement:
     msgs_per_s: float
     p50_ms: float
     p99_ms: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of ``values``; 0.0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
 
 
 def measurement(

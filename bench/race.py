@@ -7,11 +7,7 @@ and is stopped (by PID) before the next one starts, also when a workload fails.
 from __future__ import annotations
 
 import asyncio
-import io
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +20,7 @@ from bench.drivers import TAKE, Driver, NatsDriver, RabbitDriver, RaftQueueDrive
 from bench.harness import Measurement, Op, drain, measurement, timed
 from bench.nats_cluster import NatsCluster
 from bench.rabbitmq_cluster import RabbitCluster
-from raft_queue.bench import free_port_base
-from raft_queue.tools.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
+from bench.raft_queue_cluster import RaftQueueCluster
 
 OURS = "raft-queue"
 BATCH = 64
@@ -59,31 +54,6 @@ class System:
     driver: Callable[[list[str], bytes], Driver]
 
 
-class _OurCluster:
-    def __init__(self, workdir: Path) -> None:
-        base = free_port_base(6)
-        spec = DevClusterSpec(workdir, 3, "127.0.0.1", base, base + 3, "warning", 60.0)
-        self._cluster = DevCluster(spec, io.StringIO(), sys.stderr)
-        self._cluster.start(load_or_create_secret(workdir))
-        self._urls = [spec.http_url(i) for i in spec.indices]
-        deadline = time.monotonic() + 60
-        try:
-            while ready_url(self._urls) is None:
-                if self._cluster.first_dead() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"raft-queue: the cluster did not become ready (logs in {workdir}/logs)")
-                threading.Event().wait(0.2)
-        except BaseException:
-            self._cluster.stop()
-            raise
-
-    @property
-    def urls(self) -> list[str]:
-        return self._urls
-
-    def stop(self) -> None:
-        self._cluster.stop()
-
-
 def _started(make: Callable[[Path], RabbitCluster | NatsCluster]) -> Callable[[Path], Cluster]:
     def start(workdir: Path) -> Cluster:
         cluster = make(workdir)
@@ -98,7 +68,7 @@ def _started(make: Callable[[Path], RabbitCluster | NatsCluster]) -> Callable[[P
 
 
 SYSTEMS = {
-    OURS: System(OURS, "raft-queue (this repo)", OUR_DURABILITY, _OurCluster, RaftQueueDriver),
+    OURS: System(OURS, "raft-queue (this repo)", OUR_DURABILITY, RaftQueueCluster, RaftQueueDriver),
     "rabbitmq": System("rabbitmq", RabbitCluster.name, RabbitCluster.durability, _started(RabbitCluster), RabbitDriver),
     "nats": System("nats", NatsCluster.name, NatsCluster.durability, _started(NatsCluster), NatsDriver),
 }

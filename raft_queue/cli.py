@@ -126,21 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address to bind and advertise (default: 127.0.0.1)")
     dev.add_argument("--log-level", default="info", help="the nodes' log level (default: info)")
     dev.add_argument("--ready-timeout-s", type=float, default=60.0, help="wait this long for readiness (60)")
-    bench = sub.add_parser(
-        "bench",
-        help="measure throughput and latency (starts its own 3-node cluster unless --urls is given)",
-        description="Publish (one message per request at each --in-flight), batch publish (64 per request), "
-        "consume + ack a backlog, end-to-end latency (enqueue to receive) and transactions; prints msgs/s, p50 "
-        "and p99. A publish counts once its 2xx arrived, i.e. after it was fsynced on a majority.",
-    )
-    bench.add_argument("--urls", help="comma-separated node URLs of a running cluster (default: start one)")
-    bench.add_argument("--seconds", type=float, default=5.0, help="duration of each workload (default: 5)")
-    bench.add_argument("--message-bytes", type=int, default=256, help="message body size (default: 256)")
-    bench.add_argument(
-        "--in-flight", default="1,64,256", help="publish concurrencies, comma-separated (default: 1,64,256)"
-    )
-    bench.add_argument("--backlog", type=int, default=20000, help="messages to consume in the consume workload")
-    bench.add_argument("--json", type=Path, help="also write the results to this JSON file")
     return parser
 
 
@@ -270,29 +255,7 @@ def resolve_node_config(args: argparse.Namespace, environ: Mapping[str, str]) ->
     )
 
 
-def _run_bench(args: argparse.Namespace) -> int:
-    from raft_queue.bench import run_bench
-
-    try:
-        in_flight = [int(x) for x in args.in_flight.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--in-flight: {args.in_flight!r} is not a list of whole numbers") from None
-    if not in_flight or min(in_flight) < 1 or args.seconds <= 0 or args.message_bytes < 1 or args.backlog < 0:
-        raise ConfigError("bench: --in-flight, --seconds and --message-bytes must be positive, --backlog >= 0")
-    urls = [u.strip().rstrip("/") for u in args.urls.split(",")] if args.urls else None
-    return run_bench(
-        urls,
-        seconds=args.seconds,
-        size=args.message_bytes,
-        in_flight=in_flight,
-        backlog=args.backlog,
-        json_path=args.json,
-    )
-
-
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "bench":
-        return _run_bench(args)
     if args.command == "node":
         config = resolve_node_config(args, os.environ)
         from raft_queue.server import run  # Raft and RocksDB load only when a node really starts

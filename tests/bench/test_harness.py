@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.harness import Measurement, Op, closed_loop, drain, measurement, timed
+from bench.harness import Measurement, Op, closed_loop, drain, measurement, percentile, timed
 from bench.procs import Proc, descendants
 from bench.table import format_goals, goals, table
-from raft_queue.bench import percentile
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -165,7 +164,17 @@ def test_stop_of_an_already_exited_process_is_quiet(tmp_path: Path) -> None:
     assert not _alive(proc.pid)
 
 
-@pytest.mark.parametrize("bad", [["--systems", "kafka"], ["--in-flight", "0"], ["--seconds", "-1"]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["race", "--systems", "kafka"],
+        ["race", "--in-flight", "0"],
+        ["race", "--seconds", "-1"],
+        ["solo", "--in-flight", "0"],
+        ["solo", "--in-flight", "one"],
+    ],
+)
 def test_the_command_refuses_bad_arguments(bad: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-m", "bench", "race", *bad], capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-m", "bench", *bad], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "error" in done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr

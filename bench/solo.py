@@ -1,4 +1,4 @@
-"""``raft-queue bench``: throughput and latency of a real cluster, printed as a table (and optionally JSON).
+"""``python -m bench solo``: raft-queue alone, throughput and latency of a real cluster, as a table (and JSON).
 
 By default it starts its own 3-node cluster of child processes on free 127.0.0.1 ports with data in a
 temporary directory (fsync on, as always), runs the workloads against the leader over HTTP, and stops the
@@ -9,30 +9,28 @@ Workloads: ``publish`` (one message per request, N in flight), ``batch`` (64 mes
 consumers: the time from the start of an enqueue to the receive that delivered it), ``transactions`` (16 in
 flight: receive one message, then ack it and publish its successor in one transaction). A publish counts only
 when its 2xx arrived, i.e. after the entry was fsynced on a majority and applied. The client runs on uvloop, as
-the nodes do, so that the client's own cost (it shares the machine) stays small.
+the nodes do, so that the client's own cost (it shares the machine) stays small. The closed loops are the
+race's harness (``bench/harness.py``) and every figure is a ``Measurement``, as in the race.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
-import socket
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import uvloop
 
-from raft_queue.tools.dev_cluster import DevCluster, DevClusterSpec, load_or_create_secret, ready_url
+from bench.harness import Measurement, Op, closed_loop, measurement, timed
+from bench.raft_queue_cluster import ClusterNotReady, RaftQueueCluster, leader_url
+from bench.table import OURS
 
 BATCH = 64
 #: Publishes per second of the end-to-end workload's producer: a steady, unsaturated rate, so the figure is the
@@ -43,98 +41,45 @@ E2E_CONSUMERS = 2
 TXN_IN_FLIGHT = 16
 
 
-@dataclass(frozen=True)
-class BenchResult:
-    workload: str
-    in_flight: int
-    messages: int
-    seconds: float
-    msgs_per_s: float
-    p50_ms: float
-    p99_ms: float
+def _result(name: str, in_flight: int, messages: int, seconds: float, lat: list[float]) -> Measurement:
+    return measurement(OURS, name, in_flight, messages=messages, seconds=seconds, lat=lat)
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank ``q`` quantile (0 < q <= 1) of ``values``; 0.0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
-
-
-def _result(name: str, in_flight: int, messages: int, seconds: float, lat: list[float]) -> BenchResult:
-    return BenchResult(
-        workload=name,
-        in_flight=in_flight,
-        messages=messages,
-        seconds=round(seconds, 3),
-        msgs_per_s=round(messages / seconds, 1) if seconds else 0.0,
-        p50_ms=round(statistics.median(lat) * 1000, 2) if lat else 0.0,
-        p99_ms=round(percentile(lat, 0.99) * 1000, 2),
-    )
-
-
-async def _leader(session: aiohttp.ClientSession, urls: list[str]) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for url in urls:
-            try:
-                async with session.get(f"{url}/v1/cluster") as r:
-                    st = await r.json()
-                    if st.get("leader_url"):
-                        return str(st["leader_url"])
-            except aiohttp.ClientError:
-                continue
-        await asyncio.sleep(0.1)
-    raise RuntimeError("no leader within 30 s")
-
-
-async def _closed_loop(
-    session: aiohttp.ClientSession, url: str, payload: bytes, *, in_flight: int, seconds: float, per_request: int
-) -> tuple[int, float, list[float]]:
-    lat: list[float] = []
-    count = 0
-    stop_at = time.monotonic() + seconds
+def _poster(session: aiohttp.ClientSession, url: str, payload: bytes, *, per_request: int) -> Op:
+    """One publish request of ``per_request`` messages, for the harness's closed loop; a non-2xx fails the run."""
     headers = {"Content-Type": "application/json"}
 
-    async def worker() -> None:
-        nonlocal count
-        while time.monotonic() < stop_at:
-            t0 = time.perf_counter()
-            async with session.post(url, data=payload, headers=headers) as r:
-                await r.read()
-                if r.status not in (200, 201):
-                    raise RuntimeError(f"publish answered {r.status}")
-            lat.append(time.perf_counter() - t0)
-            count += per_request
+    async def post() -> int:
+        async with session.post(url, data=payload, headers=headers) as r:
+            await r.read()
+            if r.status not in (200, 201):
+                raise RuntimeError(f"publish answered {r.status}")
+        return per_request
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return count, time.perf_counter() - started, lat
+    return post
 
 
-async def publish(session: aiohttp.ClientSession, base: str, in_flight: int, seconds: float, size: int) -> BenchResult:
+async def publish(session: aiohttp.ClientSession, base: str, in_flight: int, seconds: float, size: int) -> Measurement:
     queue = f"bench-publish-{in_flight}"
     await _put_queue(session, base, queue)
     payload = json.dumps({"body": "x" * size}).encode()
-    url = f"{base}/v1/queues/{queue}/messages"
-    await _closed_loop(session, url, payload, in_flight=in_flight, seconds=min(1.0, seconds), per_request=1)
-    n, dt, lat = await _closed_loop(session, url, payload, in_flight=in_flight, seconds=seconds, per_request=1)
+    op = _poster(session, f"{base}/v1/queues/{queue}/messages", payload, per_request=1)
+    n, dt, lat = await timed(op, in_flight=in_flight, seconds=seconds, warmup=min(1.0, seconds))
     return _result("publish", in_flight, n, dt, lat)
 
 
 async def batch_publish(
     session: aiohttp.ClientSession, base: str, in_flight: int, seconds: float, size: int
-) -> BenchResult:
+) -> Measurement:
     queue = f"bench-batch-{in_flight}"
     await _put_queue(session, base, queue)
     payload = json.dumps({"messages": [{"body": "x" * size}] * BATCH}).encode()
-    url = f"{base}/v1/queues/{queue}/messages"
-    n, dt, lat = await _closed_loop(session, url, payload, in_flight=in_flight, seconds=seconds, per_request=BATCH)
+    op = _poster(session, f"{base}/v1/queues/{queue}/messages", payload, per_request=BATCH)
+    n, dt, lat = await closed_loop(op, in_flight=in_flight, seconds=seconds)
     return _result(f"batch publish ({BATCH}/request)", in_flight, n, dt, lat)
 
 
-async def consume(session: aiohttp.ClientSession, base: str, in_flight: int, backlog: int, size: int) -> BenchResult:
+async def consume(session: aiohttp.ClientSession, base: str, in_flight: int, backlog: int, size: int) -> Measurement:
     queue = "bench-consume"
     await _put_queue(session, base, queue)
     payload = json.dumps({"messages": [{"body": "x" * size}] * BATCH}).encode()
@@ -166,7 +111,7 @@ async def consume(session: aiohttp.ClientSession, base: str, in_flight: int, bac
     return _result("consume + ack (100/receive)", in_flight, done, time.perf_counter() - started, lat)
 
 
-async def end_to_end(session: aiohttp.ClientSession, base: str, seconds: float, size: int) -> BenchResult:
+async def end_to_end(session: aiohttp.ClientSession, base: str, seconds: float, size: int) -> Measurement:
     """A producer paced at E2E_RATE/s; E2E_CONSUMERS long-poll (wait_s 1) and ack. Latency: from the start of
     the enqueue request to the return of the receive that delivered the message (one clock, this process)."""
     queue = "bench-e2e"
@@ -213,7 +158,7 @@ async def end_to_end(session: aiohttp.ClientSession, base: str, seconds: float, 
 
 async def transactions(
     session: aiohttp.ClientSession, base: str, in_flight: int, seconds: float, *, size: int, backlog: int
-) -> BenchResult:
+) -> Measurement:
     """Consume-transform-produce: receive one message, then ack it and publish its successor in one transaction
     (its own transaction ID). Counts committed transactions; latency is the transaction request's."""
     src, dst = "bench-txn-src", "bench-txn-dst"
@@ -263,10 +208,10 @@ async def _put_queue(session: aiohttp.ClientSession, base: str, queue: str) -> N
 
 async def run_workloads(
     urls: list[str], seconds: float, size: int, in_flight: list[int], backlog: int
-) -> list[BenchResult]:
+) -> list[Measurement]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        base = await _leader(session, urls)
+        base = await leader_url(session, urls)
         results = [await publish(session, base, n, seconds, size) for n in in_flight]
         results.append(await batch_publish(session, base, 4, seconds, size))
         results.append(await end_to_end(session, base, seconds, size))
@@ -276,27 +221,7 @@ async def run_workloads(
         return results
 
 
-def free_port_base(n: int) -> int:
-    """A base port with n free consecutive ports (checked, not reserved)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n < 65000 and all(_port_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no free port range found")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def format_table(results: list[BenchResult]) -> str:
+def format_table(results: list[Measurement]) -> str:
     head = f"{'workload':<30} {'in flight':>9} {'messages':>9} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
     rows = [
         f"{r.workload:<30} {r.in_flight:>9} {r.messages:>9} {r.msgs_per_s:>10.1f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
@@ -305,25 +230,21 @@ def format_table(results: list[BenchResult]) -> str:
     return "\n".join([head, *rows])
 
 
-def run_bench(
+def run_solo(
     urls: list[str] | None, *, seconds: float, size: int, in_flight: list[int], backlog: int, json_path: Path | None
 ) -> int:
-    cluster: DevCluster | None = None
+    """Runs every workload against ``urls``, or against a 3-node cluster started (and stopped) here; 0 or 1."""
+    cluster: RaftQueueCluster | None = None
     tmp: tempfile.TemporaryDirectory[str] | None = None
     try:
         if urls is None:
             tmp = tempfile.TemporaryDirectory(prefix="raft-queue-bench-")
-            base = free_port_base(6)
-            spec = DevClusterSpec(Path(tmp.name), 3, "127.0.0.1", base, base + 3, "warning", 60.0)
-            cluster = DevCluster(spec, sys.stdout, sys.stderr)
-            cluster.start(load_or_create_secret(spec.data_dir))
-            urls = [spec.http_url(i) for i in spec.indices]
-            deadline = time.monotonic() + 60
-            while ready_url(urls) is None:
-                if cluster.first_dead() is not None or time.monotonic() > deadline:
-                    print("bench: the cluster did not become ready", file=sys.stderr)
-                    return 1
-                threading.Event().wait(0.2)
+            try:
+                cluster = RaftQueueCluster(Path(tmp.name))
+            except ClusterNotReady:
+                print("bench: the cluster did not become ready", file=sys.stderr)
+                return 1
+            urls = cluster.urls
             print(f"started a 3-node cluster for the benchmark: {', '.join(urls)} (fsync on)")
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             results = runner.run(run_workloads(urls, seconds, size, in_flight, backlog))
@@ -335,10 +256,7 @@ def run_bench(
     print(f"{size}-byte messages, {seconds:g} s per workload, {os.cpu_count()} CPUs, every 2xx fsynced on a majority")
     print(format_table(results))
     if json_path is not None:
-        json_path.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+        # the rows as they always were: every one is raft-queue's, so without the race's "system"
+        rows = [{k: v for k, v in asdict(r).items() if k != "system"} for r in results]
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
-
-
-def results_from_json(text: str) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads(text)
-    return data
