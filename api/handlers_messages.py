@@ -21,7 +21,8 @@ async def enqueue(request: web.Request) -> web.Response:
     ctx = context(request)
     queue = parse.queue_name(request.match_info["queue"])
     parsed = parse.enqueue(await read_object(request), request.headers.get(parse.IDEMPOTENCY_HEADER))
-    result, commit_index = await ctx.execute(parsed.to_command(queue, ctx.new_message_id))
+    request_field = None if parsed.batch else render.single_message_field
+    result, commit_index = await ctx.execute(parsed.to_command(queue, ctx.new_message_id), request_field=request_field)
     messages = expect(result, Enqueued).messages
     if len(messages) != len(parsed.messages):
         raise RuntimeError(f"enqueued {len(parsed.messages)} messages but {len(messages)} results came back")

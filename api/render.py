@@ -153,6 +153,14 @@ def txn_result(result: Result, op: TxnOp | None) -> dict[str, object]:
     raise RuntimeError(f"a committed transaction holds a {type(result).__name__} result")
 
 
+def single_message_field(field: str | None) -> str | None:
+    """A field the state machine names in an enqueue command (``messages[0].body``) as a single-message request
+    spells it (``body``): that form has no ``messages`` list."""
+    if field is not None and field.startswith("messages[0]."):
+        return field.removeprefix("messages[0].")
+    return field
+
+
 def txn_request_field(field: str | None) -> str | None:
     """A field the state machine names inside a transaction command (``ops``, ``ops[2].receipts[0]``) as the
     client spelled it (``operations``, ``operations[2].receipts[0]``); other fields are the same in both."""

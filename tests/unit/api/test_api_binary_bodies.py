@@ -113,6 +113,9 @@ async def test_the_size_limit_is_on_the_decoded_bytes() -> None:
         response = await client.post("/v1/queues/q/messages", json={"body_base64": b64(b"\xff" * 5)})
         body = await problem(response, 413, "message_too_large")
         assert "5 bytes" in body["detail"]
+        assert body["field"] == "body"  # the single-message form has no messages[0]
+        batch = await client.post("/v1/queues/q/messages", json={"messages": [{"body": "ok"}, {"body": "12345"}]})
+        assert (await problem(batch, 413, "message_too_large"))["field"] == "messages[1].body"
 
 
 # --- enqueue: what is refused --------------------------------------------------------------------------------
