@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from raft_queue.client.models import TransactionFailure
+    from raft_queue_client.models import TransactionFailure
 
 
 class RaftQueueError(Exception):

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import msgspec
 
-from raft_queue.client.errors import ApiError, ProtocolError, error_from_problem
-from raft_queue.client.models import (
+from raft_queue_client.errors import ApiError, ProtocolError, error_from_problem
+from raft_queue_client.models import (
     QueueInfo,
     ReceivedMessage,
     SettleOutcome,
