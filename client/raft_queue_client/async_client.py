@@ -462,6 +462,9 @@ class AsyncClient:
                 what,
                 reason=info.reason,
                 failures=info.failures,
+                transaction_id=info.transaction_id,
+                decided_index=info.decided_index,
+                duplicate=info.duplicate,
                 node_url=reply.node_url,
             )
         if info.status is TransactionState.COMMITTED:

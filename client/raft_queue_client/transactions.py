@@ -181,6 +181,7 @@ def info_from(outcome: wire.TxnOutcome, transaction_id: str) -> TransactionInfo:
         expires_at_ms=outcome.expires_at_ms,
         staged_ops=outcome.staged_ops,
         duplicate=outcome.duplicate,
+        commit_index=outcome.commit_index,
     )
 
 
@@ -202,6 +203,7 @@ def committed_result(
         decided_index=outcome.decided_index,
         duplicate=outcome.duplicate,
         results=op_results(outcome.results, sent, strict=strict, status=status, node_url=node_url),
+        commit_index=outcome.commit_index,
     )
 
 
