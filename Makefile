@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint chaos chaos-smoke bench race peers clean-data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e ./client -e '.[test,bench]'
 	@touch $(STAMP)
 
 ## make run: start a local 3-node cluster (data under ./data, HTTP on 127.0.0.1:8001-8003). Ctrl-C stops it.
@@ -34,8 +34,8 @@ chaos-smoke: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check raft_queue api state_machine chaos bench tests examples
-	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos bench tests examples
+	$(VENV)/bin/ruff check raft_queue api state_machine chaos bench client tests examples
+	$(VENV)/bin/ruff format --check raft_queue api state_machine chaos bench client tests examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples
 	$(VENV)/bin/lint-imports

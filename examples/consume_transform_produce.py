@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from raft_queue.client import (
+from raft_queue_client import (
     AckOp,
     Client,
     EnqueueOp,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from raft_queue.client import Client, RetryEvent
+from raft_queue_client import Client, RetryEvent
 from tests.cluster.harness import running_cluster, wait_until
 
 pytestmark = pytest.mark.cluster

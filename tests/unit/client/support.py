@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from raft_queue.client import AsyncClient, RetryEvent
+from raft_queue_client import AsyncClient, RetryEvent
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raft_queue.client import (
+from raft_queue_client import (
     ApiError,
     DeadLetterQueueNotFound,
     IdempotencyKeyConflict,
@@ -32,7 +32,7 @@ from raft_queue.client import (
     TransactionNotPending,
     UnavailableError,
 )
-from raft_queue.client.errors import CODE_TO_ERROR, error_from_problem
+from raft_queue_client.errors import CODE_TO_ERROR, error_from_problem
 
 from .fake_server import fake_nodes, problem
 from .support import fast_client, run
@@ -143,7 +143,7 @@ def test_outcome_unknown_error_says_what_to_do() -> None:
 
 
 def test_transaction_aborted_keeps_reason_and_failures() -> None:
-    from raft_queue.client import TransactionFailure
+    from raft_queue_client import TransactionFailure
 
     failure = TransactionFailure(op=2, code="queue_full", detail="full")
     error = error_from_problem(409, "transaction_aborted", "aborted", reason="preconditions", failures=[failure])

@@ -10,7 +10,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from raft_queue.client import (
+from raft_queue_client import (
     AsyncClient,
     ClientClosedError,
     OutcomeUnknownError,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from raft_queue.client import (
+from raft_queue_client import (
     AsyncClient,
     OutcomeUnknownError,
     OutgoingMessage,

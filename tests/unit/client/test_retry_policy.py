@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raft_queue.client import RetryPolicy
-from raft_queue.client.retry import parse_retry_after
+from raft_queue_client import RetryPolicy
+from raft_queue_client.retry import parse_retry_after
 
 
 def test_the_waits_grow_exponentially_with_jitter_up_to_the_cap() -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from raft_queue.client import (
+from raft_queue_client import (
     AckOp,
     Client,
     ClientClosedError,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from raft_queue.client import (
+from raft_queue_client import (
     AckOp,
     ApiError,
     EnqueueOp,

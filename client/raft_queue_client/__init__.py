@@ -10,11 +10,12 @@ It depends on aiohttp and msgspec only, not on the server's packages, so applica
         # Atomically: ack what was processed and enqueue what it produced, to any queues.
         await client.transact("txn-42", [AckOp("orders", message), EnqueueOp("invoices", ["invoice 42"])])
 
-See ``raft_queue/client/DESIGN.md`` for the retry rules.
+See ``DESIGN.md`` beside this module (``client/raft_queue_client/DESIGN.md`` in the repository) for the retry
+rules.
 """
 
-from raft_queue.client.async_client import AsyncClient, AsyncTransaction, Receipts
-from raft_queue.client.errors import (
+from raft_queue_client.async_client import AsyncClient, AsyncTransaction, Receipts
+from raft_queue_client.errors import (
     ApiError,
     ClientClosedError,
     DeadLetterQueueNotFound,
@@ -41,7 +42,7 @@ from raft_queue.client.errors import (
     TransactionNotPending,
     UnavailableError,
 )
-from raft_queue.client.models import (
+from raft_queue_client.models import (
     AckOp,
     BatchEnqueueResult,
     ClusterStatus,
@@ -71,9 +72,9 @@ from raft_queue.client.models import (
     TransactionResult,
     TransactionState,
 )
-from raft_queue.client.retry import RetryPolicy
-from raft_queue.client.sync_client import Client, Transaction
-from raft_queue.client.transport import RetryEvent
+from raft_queue_client.retry import RetryPolicy
+from raft_queue_client.sync_client import Client, Transaction
+from raft_queue_client.transport import RetryEvent
 
 __all__ = [
     "AckOp",

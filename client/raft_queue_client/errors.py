@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from raft_queue.client.models import TransactionFailure
+    from raft_queue_client.models import TransactionFailure
 
 
 class RaftQueueError(Exception):
@@ -144,6 +144,9 @@ class TransactionAborted(TransactionError):
         node_url: str | None = None,
         reason: str | None = None,
         failures: Sequence[TransactionFailure] = (),
+        transaction_id: str | None = None,
+        decided_index: int | None = None,
+        duplicate: bool = False,
     ) -> None:
         super().__init__(
             status,
@@ -160,6 +163,12 @@ class TransactionAborted(TransactionError):
         self.reason = reason
         #: One entry per op that could not apply (``reason == "preconditions"``).
         self.failures: tuple[TransactionFailure, ...] = tuple(failures)
+        #: The transaction's ID, as the server named it (``None`` if it did not).
+        self.transaction_id = transaction_id
+        #: The Raft index of the entry that aborted it (``None`` for a timeout, or if the server did not say).
+        self.decided_index = decided_index
+        #: True: the answer repeats a recorded abort (an earlier attempt or call with this ID was refused).
+        self.duplicate = duplicate
         if reason is not None or self.failures:
             what = [f"op {f.op}: {f.code}" for f in self.failures]
             self.args = (f"{self.args[0]} [reason: {reason}{'; ' if what else ''}{'; '.join(what)}]",)
@@ -325,9 +334,12 @@ def error_from_problem(
     node_url: str | None = None,
     reason: str | None = None,
     failures: Sequence[TransactionFailure] = (),
+    transaction_id: str | None = None,
+    decided_index: int | None = None,
+    duplicate: bool = False,
 ) -> ApiError:
-    """The exception for one problem answer: the class is chosen by ``code`` alone. ``reason`` and
-    ``failures`` are kept by ``TransactionAborted`` only."""
+    """The exception for one problem answer: the class is chosen by ``code`` alone. ``reason``, ``failures``,
+    ``transaction_id``, ``decided_index`` and ``duplicate`` are kept by ``TransactionAborted`` only."""
     cls = CODE_TO_ERROR.get(code, ApiError)
     if issubclass(cls, TransactionAborted):
         return cls(
@@ -336,6 +348,9 @@ def error_from_problem(
             detail,
             reason=reason,
             failures=failures,
+            transaction_id=transaction_id,
+            decided_index=decided_index,
+            duplicate=duplicate,
             field=field,
             retry=retry,
             title=title,

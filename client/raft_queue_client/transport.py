@@ -31,17 +31,17 @@ from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest, Clie
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from raft_queue.client.errors import (
+from raft_queue_client.errors import (
     ApiError,
     OutcomeUnknownError,
     ProtocolError,
     RaftQueueError,
     UnavailableError,
 )
-from raft_queue.client.retry import RetryPolicy, parse_retry_after
-from raft_queue.client.wire import Problem, parse_problem
+from raft_queue_client.retry import RetryPolicy, parse_retry_after
+from raft_queue_client.wire import Problem, parse_problem
 
-log = logging.getLogger("raft_queue.client")
+log = logging.getLogger("raft_queue_client")
 
 #: Redirects followed within one attempt.
 MAX_REDIRECTS = 3

@@ -35,15 +35,15 @@ from urllib.parse import quote
 
 import aiohttp
 
-from raft_queue.client import transactions, wire
-from raft_queue.client.errors import (
+from raft_queue_client import transactions, wire
+from raft_queue_client.errors import (
     ClientClosedError,
     ProtocolError,
     QueueNotFound,
     TransactionAborted,
     TransactionNotPending,
 )
-from raft_queue.client.models import (
+from raft_queue_client.models import (
     BatchEnqueueResult,
     ClusterStatus,
     Consistency,
@@ -62,9 +62,9 @@ from raft_queue.client.models import (
     TransactionState,
     receipt_list,
 )
-from raft_queue.client.retry import RetryPolicy
-from raft_queue.client.transactions import AsyncTransaction, EncodedOp, message_json
-from raft_queue.client.transport import ApiReply, ApiRequest, RetryEvent, Transport
+from raft_queue_client.retry import RetryPolicy
+from raft_queue_client.transactions import AsyncTransaction, EncodedOp, message_json
+from raft_queue_client.transport import ApiReply, ApiRequest, RetryEvent, Transport
 
 T = TypeVar("T")
 
@@ -462,6 +462,9 @@ class AsyncClient:
                 what,
                 reason=info.reason,
                 failures=info.failures,
+                transaction_id=info.transaction_id,
+                decided_index=info.decided_index,
+                duplicate=info.duplicate,
                 node_url=reply.node_url,
             )
         if info.status is TransactionState.COMMITTED:

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from raft_queue.client import wire
-from raft_queue.client.errors import ProtocolError
-from raft_queue.client.models import (
+from raft_queue_client import wire
+from raft_queue_client.errors import ProtocolError
+from raft_queue_client.models import (
     AckOp,
     EnqueueOp,
     EnqueueOpResult,
@@ -37,7 +37,7 @@ from raft_queue.client.models import (
 )
 
 if TYPE_CHECKING:
-    from raft_queue.client.async_client import AsyncClient
+    from raft_queue_client.async_client import AsyncClient
 
 #: The namespace of derived idempotency keys (uuid5).
 _KEY_NAMESPACE = uuid.UUID("5f1d6a0e-4b0e-4d47-9a55-6b7f0c1e2d3a")
@@ -181,6 +181,7 @@ def info_from(outcome: wire.TxnOutcome, transaction_id: str) -> TransactionInfo:
         expires_at_ms=outcome.expires_at_ms,
         staged_ops=outcome.staged_ops,
         duplicate=outcome.duplicate,
+        commit_index=outcome.commit_index,
     )
 
 
@@ -202,6 +203,7 @@ def committed_result(
         decided_index=outcome.decided_index,
         duplicate=outcome.duplicate,
         results=op_results(outcome.results, sent, strict=strict, status=status, node_url=node_url),
+        commit_index=outcome.commit_index,
     )
 
 

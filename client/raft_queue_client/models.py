@@ -266,6 +266,9 @@ class TransactionResult(msgspec.Struct, frozen=True):
     duplicate: bool
     #: One entry per op, in order.
     results: tuple[TransactionOpResult, ...]
+    #: The Raft index of the entry that carried this request: ``decided_index`` for the call that committed it,
+    #: newer on a duplicate (``None`` only if the server did not send it).
+    commit_index: int | None = None
 
 
 class TransactionInfo(msgspec.Struct, frozen=True):
@@ -286,6 +289,9 @@ class TransactionInfo(msgspec.Struct, frozen=True):
     staged_ops: int = 0
     #: True: the answer repeats an earlier one (a retried begin, stage or abort); nothing was applied now.
     duplicate: bool = False
+    #: The Raft index of the entry that carried the begin, stage or abort (``None`` from ``get_transaction``,
+    #: which is a read).
+    commit_index: int | None = None
 
 
 class Member(msgspec.Struct, frozen=True):

@@ -14,9 +14,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from raft_queue.client.async_client import AsyncClient, AsyncTransaction, Receipts
-from raft_queue.client.errors import ClientClosedError
-from raft_queue.client.models import (
+from raft_queue_client.async_client import AsyncClient, AsyncTransaction, Receipts
+from raft_queue_client.errors import ClientClosedError
+from raft_queue_client.models import (
     BatchEnqueueResult,
     ClusterStatus,
     Consistency,
@@ -31,7 +31,7 @@ from raft_queue.client.models import (
     TransactionOp,
     TransactionResult,
 )
-from raft_queue.client.transport import RetryEvent
+from raft_queue_client.transport import RetryEvent
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import msgspec
 
-from raft_queue.client.errors import ApiError, ProtocolError, error_from_problem
-from raft_queue.client.models import (
+from raft_queue_client.errors import ApiError, ProtocolError, error_from_problem
+from raft_queue_client.models import (
     QueueInfo,
     ReceivedMessage,
     SettleOutcome,
@@ -40,9 +40,13 @@ class Problem(msgspec.Struct, frozen=True):
     retry: str | None = None
     field: str | None = None
     outcome: str | None = None
-    #: ``transaction_aborted``: why, and which ops could not apply.
+    #: ``transaction_aborted``: which transaction, why, which ops could not apply, the entry that decided it,
+    #: and whether the answer repeats a recorded abort.
     reason: str | None = None
     failures: tuple[TransactionFailure, ...] = ()
+    transaction_id: str | None = None
+    decided_index: int | None = None
+    duplicate: bool = False
 
     @property
     def outcome_unknown(self) -> bool:
@@ -62,6 +66,9 @@ class Problem(msgspec.Struct, frozen=True):
             node_url=node_url,
             reason=self.reason,
             failures=self.failures,
+            transaction_id=self.transaction_id,
+            decided_index=self.decided_index,
+            duplicate=self.duplicate,
         )
 
 
@@ -181,3 +188,5 @@ class TxnOutcome(msgspec.Struct, frozen=True):
     expires_at: datetime | None = None
     expires_at_ms: int | None = None
     staged_ops: int = 0
+    #: Writes only (not a ``GET``): the index of the entry that carried this request.
+    commit_index: int | None = None
