@@ -252,3 +252,13 @@ def test_kubernetes_pods_are_valid_nodes(tmp_path: Path) -> None:
     volume = next(v for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert volume["secret"]["secretName"] == "raft-queue-secret"
     assert [i["path"] for i in volume["secret"]["items"]] == [Path(env["RAFT_QUEUE_CLUSTER_SECRET_FILE"]).name]
+
+
+def test_the_image_installs_the_client_and_the_server_and_copies_no_repository_tools() -> None:
+    copied = {args.split()[0] for instruction, args in dockerfile_instructions() if instruction == "COPY"}
+    assert {"client", "raft_queue", "api", "state_machine"} <= copied
+    assert not copied & {"chaos", "bench", "tests"}
+    runs = [args for instruction, args in dockerfile_instructions() if instruction == "RUN"]
+    installs = [args for args in runs if "pip install" in args]
+    # One pip command, so that the local client satisfies the server's raft-queue-client requirement.
+    assert len(installs) == 1 and "./client ." in installs[0]
