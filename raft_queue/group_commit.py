@@ -16,10 +16,10 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON
 
-from api.backend import Applied, OutcomeUnknown, Overloaded, ReplicationError
 from raft_queue.failures import failure_for
 from state_machine.commands import Command, Entry, encode_entry
-from state_machine.machine import Applied as EntryApplied
+from state_machine.contract import Applied, OutcomeUnknown, Overloaded, ReplicationError
+from state_machine.machine import AppliedEntry
 
 #: Operations packed into one entry stop at about this many bytes (one operation bigger than this still goes,
 #: alone). 1 MiB entries did not lower a leader's peak memory measurably (bench memory: 392 vs 384 MiB) and
@@ -194,7 +194,7 @@ class GroupCommitter:
             return
         batch = entry.finish()
         self._inflight -= 1
-        if reason == FAIL_REASON.SUCCESS and isinstance(result, EntryApplied):
+        if reason == FAIL_REASON.SUCCESS and isinstance(result, AppliedEntry):
             if len(result.results) == len(batch):
                 for p, r in zip(batch, result.results, strict=True):
                     if not p.future.done():

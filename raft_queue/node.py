@@ -21,7 +21,6 @@ from typing import Any
 
 from pysyncobj import SyncObjConf
 
-from api.backend import Applied, ClusterStatus, Member, ReplicationError
 from raft_queue.background_snapshots import BackgroundSnapshots
 from raft_queue.config import NodeConfig
 from raft_queue.group_commit import GroupCommitter
@@ -29,8 +28,8 @@ from raft_queue.journal import DurableJournal, JournalCorrupt
 from raft_queue.replica import QueueReplica
 from raft_queue.snapshots import make_hooks, snapshot_last_index
 from state_machine.commands import Barrier, Command
-from state_machine.machine import Applied as EntryApplied
-from state_machine.machine import QueueStateMachine
+from state_machine.contract import Applied, ClusterStatus, Member, ReplicationError
+from state_machine.machine import AppliedEntry, QueueStateMachine
 from state_machine.results import QueueInfo, StateDigest, TxnOutcome
 from state_machine.rocks import RocksKV
 from state_machine.snapshot import SnapshotCorrupt
@@ -212,7 +211,7 @@ class Node:
             if not waiters:
                 self._waiters.pop(queue, None)
 
-    def _on_applied(self, applied: EntryApplied) -> None:
+    def _on_applied(self, applied: AppliedEntry) -> None:
         """Tick thread: wake long polls of queues that gained ready messages."""
         if applied.woken:
             self._loop.call_soon_threadsafe(self._wake, applied.woken)

@@ -31,10 +31,10 @@ from pysyncobj.monotonic import monotonic as monotonicTime
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
-from api.backend import NoLeader
 from raft_queue.journal import DurableJournal, JournalFailed
 from state_machine.commands import UnsupportedVersion
-from state_machine.machine import Applied, QueueStateMachine
+from state_machine.contract import NoLeader
+from state_machine.machine import AppliedEntry, QueueStateMachine
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         conf: SyncObjConf,
         journal: DurableJournal,
         machine: QueueStateMachine,
-        on_applied: Callable[[Applied], None],
+        on_applied: Callable[[AppliedEntry], None],
         dial_via: dict[str, tuple[str, int]] | None = None,
     ) -> None:
         #: peer raft address -> (host, port) to dial instead (read by FlushingTransport during __init__).
@@ -153,7 +153,7 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         self._apply_id = self._methodToID[self._getFuncName("apply_entry")]
 
     @replicated  # type: ignore[untyped-decorator]
-    def apply_entry(self, data: bytes) -> Applied | None:
+    def apply_entry(self, data: bytes) -> AppliedEntry | None:
         index = self.raftLastApplied + 1
         try:
             applied = self._machine.apply(index, data)

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from api.backend import NoLeader
 from raft_queue.journal import DurableJournal
 from raft_queue.replica import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueReplica
 from raft_queue.snapshots import make_hooks
 from state_machine.commands import CODEC_VERSION, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
-from state_machine.machine import Applied, QueueStateMachine
+from state_machine.contract import NoLeader
+from state_machine.machine import AppliedEntry, QueueStateMachine
 from state_machine.results import QueueCreated
 from state_machine.rocks import RocksKV
 
@@ -54,7 +54,7 @@ class Single:
     replica: Any
     journal: DurableJournal
     machine: QueueStateMachine
-    applied: list[Applied] = field(default_factory=list)
+    applied: list[AppliedEntry] = field(default_factory=list)
     #: (result, reason, journal dirty, journal last index) as seen by each callback
     answers: list[tuple[Any, int, bool, int]] = field(default_factory=list)
 
@@ -80,7 +80,7 @@ def single(tmp_path: Path) -> Iterator[Single]:
     kv = RocksKV(str(tmp_path / "state"))
     machine = QueueStateMachine(kv)
     journal = DurableJournal(str(tmp_path / "journal"))
-    applied: list[Applied] = []
+    applied: list[AppliedEntry] = []
     conf = SyncObjConf(
         autoTick=False,
         appendEntriesUseBatch=False,
@@ -121,7 +121,7 @@ def test_a_single_node_is_durable_before_it_applies_and_answers(single: Single) 
     single.tick_until(lambda: bool(single.answers), "the answer")
     result, reason, dirty, last_index = single.answers[0]
     assert reason == FAIL_REASON.SUCCESS
-    assert isinstance(result, Applied) and result.results == [QueueCreated(created=True)]
+    assert isinstance(result, AppliedEntry) and result.results == [QueueCreated(created=True)]
     assert not dirty, "answered while the journal held unflushed entries"
     assert result.index == last_index == single.replica.raftLastApplied
     on_disk = DurableJournal.scan(single.journal.path)
@@ -169,7 +169,7 @@ def test_an_entry_from_a_newer_codec_stops_the_node_with_3(single: Single, monke
 def test_an_apply_that_raises_stops_the_node_with_70(single: Single, monkeypatch: pytest.MonkeyPatch) -> None:
     single.become_leader()
 
-    def broken_apply(index: int, data: bytes) -> Applied | None:
+    def broken_apply(index: int, data: bytes) -> AppliedEntry | None:
         raise OSError("the store is gone")
 
     monkeypatch.setattr(single.machine, "apply", broken_apply)
@@ -208,7 +208,7 @@ def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None
     for idx in range(2, 6):  # the tail this node appended as leader of term 1, never replicated
         journal.add(pickle.dumps((0, (entry_data(CreateQueue(f"ghost{idx}", QueueConfig())),))), idx, 1)
     journal.setCurrentTerm(1, None)
-    applied: list[Applied] = []
+    applied: list[AppliedEntry] = []
     conf = SyncObjConf(
         autoTick=False,
         raftMinTimeout=5.0,  # no election of its own during the test
