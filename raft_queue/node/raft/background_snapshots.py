@@ -10,11 +10,11 @@ How it plugs into pysyncobj 0.3.17 (``serializer`` + ``serializeChecker``, both 
   flush, under the state machine's lock, so it is exactly the state at ``meta``'s last entry), starts a thread
   that writes the dump from that copy, and raises ``DumpStarted``. pysyncobj catches it and skips its own rename
   of ``tmp`` (nothing is there to rename); from then on it asks the checker, not its own bookkeeping.
-- The thread has ``<dump>.partial`` written and fsynced (by default by a process of its own,
-  ``raft_queue.dump_writer``, so that the dump's Python loop does not share the GIL with the tick thread), renames
-  it over the dump file and fsyncs the directory, in that order, then reports success. Only then does the checker
-  say ``SUCCESS``, and only then does pysyncobj trim the journal: the same order as a synchronous dump (a complete
-  dump is durable before any entry it covers is removed), so ``snapshots.deserialize``'s crash window is unchanged.
+- The thread has ``<dump>.partial`` written and fsynced (by default by a process of its own, ``dump_writer``, so
+  that the dump's Python loop does not share the GIL with the tick thread), renames it over the dump file and fsyncs
+  the directory, in that order, then reports success. Only then does the checker say ``SUCCESS``, and only then does
+  pysyncobj trim the journal: the same order as a synchronous dump (a complete dump is durable before any entry it
+  covers is removed), so ``snapshots.deserialize``'s crash window is unchanged.
 - While a dump runs the checker says ``SERIALIZING``: pysyncobj starts no other dump and sends no snapshot
   chunks (it does the same while its own forked dump runs).
 A crash mid-dump leaves ``<dump>.partial`` and the checkpoint directory; both are removed at the next start (the
@@ -36,6 +36,7 @@ from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
 
+from raft_queue.node.raft import dump_writer
 from state_machine import snapshot
 from state_machine.kv import FrozenKV
 from state_machine.machine import QueueStateMachine
@@ -48,9 +49,9 @@ Writer = Callable[[FrozenKV, str, str, bytes], int]
 
 
 def write_in_process(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
-    """The default ``Writer``: ``raft_queue.dump_writer`` in a child process reads the checkpoint (read-only)."""
+    """The default ``Writer``: ``dump_writer`` in a child process reads the checkpoint (read-only)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "raft_queue.dump_writer", checkpoint_dir, path, str(os.getpid())],
+        [sys.executable, "-m", dump_writer.__name__, checkpoint_dir, path, str(os.getpid())],
         input=meta,
         capture_output=True,
         check=False,

@@ -31,7 +31,7 @@ from pysyncobj.monotonic import monotonic as monotonicTime
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
-from raft_queue.journal import DurableJournal, JournalFailed
+from raft_queue.node.raft.journal import DurableJournal, JournalFailed
 from state_machine.commands import UnsupportedVersion
 from state_machine.contract import NoLeader
 from state_machine.machine import AppliedEntry, QueueStateMachine

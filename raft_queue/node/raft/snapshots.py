@@ -23,7 +23,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from raft_queue.journal import DurableJournal
+from raft_queue.node.raft.journal import DurableJournal
 from state_machine.machine import QueueStateMachine
 from state_machine.snapshot import SnapshotCorrupt, read_header, verify_checksum
 

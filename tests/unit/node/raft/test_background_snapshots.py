@@ -14,16 +14,22 @@ import pytest
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.serializer import Serializer
 
-from raft_queue import dump_writer
-from raft_queue.background_snapshots import BackgroundSnapshots, DumpStarted, Writer, write_in_process, write_in_thread
-from raft_queue.snapshots import read_verified
+from raft_queue.node.raft import dump_writer
+from raft_queue.node.raft.background_snapshots import (
+    BackgroundSnapshots,
+    DumpStarted,
+    Writer,
+    write_in_process,
+    write_in_thread,
+)
+from raft_queue.node.raft.snapshots import read_verified
 from state_machine import snapshot
 from state_machine.commands import CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
 from state_machine.kv import ReadKV
 from state_machine.machine import QueueStateMachine
 from state_machine.rocks import RocksKV
-from tests.unit.raft.test_snapshot_hooks import meta_at
+from tests.unit.node.raft.test_snapshot_hooks import meta_at
 
 DEADLINE_S = 30.0
 NOW_MS = 1_800_000_000_000

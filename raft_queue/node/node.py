@@ -13,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pysyncobj import SyncObjConf
 
-from raft_queue.background_snapshots import BackgroundSnapshots
 from raft_queue.config import NodeConfig
-from raft_queue.group_commit import GroupCommitter
-from raft_queue.journal import DurableJournal, JournalCorrupt
-from raft_queue.replica import QueueReplica
-from raft_queue.snapshots import make_hooks, snapshot_last_index
+from raft_queue.node.group_commit import GroupCommitter
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
+from raft_queue.node.raft.journal import DurableJournal, JournalCorrupt
+from raft_queue.node.raft.replica import QueueReplica
+from raft_queue.node.raft.snapshots import make_hooks, snapshot_last_index
+from raft_queue.node.tick_gaps import TickGaps
 from state_machine.commands import Barrier, Command
 from state_machine.contract import Applied, ClusterStatus, Member, ReplicationError
 from state_machine.machine import AppliedEntry, QueueStateMachine
@@ -82,30 +81,6 @@ def raft_conf(
         bindAddress=config.raft_bind or None,
         dynamicMembershipChange=False,
     )
-
-
-class TickGaps:
-    """How long pysyncobj's tick thread went between two ticks (it sends heartbeats, and checks its election
-    deadline before it reads what arrived, so a follower stalled for an election timeout starts an election).
-
-    A tick callback on the tick thread; a stall over ``warn_s`` is logged."""
-
-    def __init__(self, warn_s: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._warn_s = warn_s
-        self._last: float | None = None
-        self.max_gap_s = 0.0
-        self.stalls = 0
-
-    def tick(self) -> None:
-        now = self._clock()
-        if self._last is not None:
-            gap = now - self._last
-            self.max_gap_s = max(self.max_gap_s, gap)
-            if gap > self._warn_s:
-                self.stalls += 1
-                log.warning("the Raft tick thread stalled for %.2f s", gap)
-        self._last = now
 
 
 class Node:

@@ -10,7 +10,7 @@ import pytest
 from pysyncobj import SyncObjConf
 
 from raft_queue.config import NodeConfig, Peer
-from raft_queue.node import raft_conf
+from raft_queue.node.node import raft_conf
 
 SECRET = "a-cluster-secret-of-some-length"
 PEERS = (

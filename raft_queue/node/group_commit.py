@@ -16,7 +16,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON
 
-from raft_queue.failures import failure_for
+from raft_queue.node.raft.failures import failure_for
 from state_machine.commands import Command, Entry, encode_entry
 from state_machine.contract import Applied, OutcomeUnknown, Overloaded, ReplicationError
 from state_machine.machine import AppliedEntry

@@ -19,9 +19,9 @@ import pysyncobj.syncobj
 import pytest
 from pysyncobj.transport import TCPTransport
 
-from raft_queue import replica
-from raft_queue.journal import DurableJournal
-from raft_queue.replica import FlushingTransport, flush_or_stop
+from raft_queue.node.raft import replica
+from raft_queue.node.raft.journal import DurableJournal
+from raft_queue.node.raft.replica import FlushingTransport, flush_or_stop
 
 #: Messages that acknowledge or replicate entries, or grant/ask a vote: the journal must be durable first.
 FLUSH_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from raft_queue.journal import DurableJournal
-from raft_queue.replica import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueReplica
-from raft_queue.snapshots import make_hooks
+from raft_queue.node.raft.journal import DurableJournal
+from raft_queue.node.raft.replica import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueReplica
+from raft_queue.node.raft.snapshots import make_hooks
 from state_machine.commands import CODEC_VERSION, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
 from state_machine.contract import NoLeader

@@ -19,8 +19,8 @@ import pytest
 from pysyncobj import FAIL_REASON
 
 from api.parse import MAX_RECEIPTS
-from raft_queue.failures import failure_for
-from raft_queue.group_commit import GroupCommitter
+from raft_queue.node.group_commit import GroupCommitter
+from raft_queue.node.raft.failures import failure_for
 from state_machine.commands import Ack, Command, CreateQueue, Enqueue, Entry, NewMessage, decode_entry, encode_entry
 from state_machine.config import MAX_ATTRIBUTE_LEN, MAX_ATTRIBUTES, QueueConfig
 from state_machine.contract import Applied, NoLeader, OutcomeUnknown, Overloaded, ReplicationError

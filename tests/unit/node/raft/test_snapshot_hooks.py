@@ -20,9 +20,9 @@ from pysyncobj import SyncObj, SyncObjConf
 from pysyncobj.atomic_replace import atomicReplace
 from pysyncobj.node import TCPNode
 
-from raft_queue import snapshots
-from raft_queue.journal import DurableJournal
-from raft_queue.snapshots import EXIT_CORRUPT_SNAPSHOT, _align_journal, make_hooks, snapshot_last_index
+from raft_queue.node.raft import snapshots
+from raft_queue.node.raft.journal import DurableJournal
+from raft_queue.node.raft.snapshots import EXIT_CORRUPT_SNAPSHOT, _align_journal, make_hooks, snapshot_last_index
 from state_machine import keys, snapshot
 from state_machine.commands import Command, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
