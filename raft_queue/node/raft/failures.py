@@ -10,6 +10,9 @@ from pysyncobj import FAIL_REASON
 
 from state_machine.contract import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
 
+#: The reason pysyncobj gives a callback whose command committed (the node's code needs no pysyncobj import for it).
+SUCCESS: int = FAIL_REASON.SUCCESS
+
 # reason -> (error class, detail). SUCCESS is not a failure and is absent on purpose.
 _TABLE: dict[int, tuple[type[ReplicationError], str]] = {
     # Never entered pysyncobj's queue.

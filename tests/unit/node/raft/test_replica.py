@@ -7,7 +7,6 @@ its compact pickling, and the fail-stop exits of apply_entry.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import socket
@@ -20,27 +19,31 @@ from typing import Any
 import pytest
 from pysyncobj import FAIL_REASON, SyncObjConf
 
+from raft_queue.node.raft.fsm import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueFSM
 from raft_queue.node.raft.journal import DurableJournal
-from raft_queue.node.raft.replica import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueReplica
-from raft_queue.node.raft.snapshots import make_hooks
+from raft_queue.node.raft.replica import QueueReplica
 from state_machine.commands import CODEC_VERSION, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
 from state_machine.contract import NoLeader
 from state_machine.machine import AppliedEntry, QueueStateMachine
 from state_machine.results import QueueCreated
 from state_machine.rocks import RocksKV
+from tests.unit.node.raft.support import Exited, fake_exit
 
 DEADLINE_S = 5.0
 
 
-class Exited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def fake_exit(code: int) -> None:
-    raise Exited(code)
+def fsm_for(
+    tmp_path: Path, machine: QueueStateMachine, journal: DurableJournal, applied: list[AppliedEntry]
+) -> QueueFSM:
+    """The FSM the way Node builds it (the dump written by the writer process)."""
+    return QueueFSM(
+        machine,
+        journal,
+        applied.append,
+        dump_file=str(tmp_path / "snapshot"),
+        checkpoint_dir=str(tmp_path / "state-checkpoint"),
+    )
 
 
 def free_address() -> str:
@@ -81,6 +84,7 @@ def single(tmp_path: Path) -> Iterator[Single]:
     machine = QueueStateMachine(kv)
     journal = DurableJournal(str(tmp_path / "journal"))
     applied: list[AppliedEntry] = []
+    fsm = fsm_for(tmp_path, machine, journal, applied)
     conf = SyncObjConf(
         autoTick=False,
         appendEntriesUseBatch=False,
@@ -90,10 +94,11 @@ def single(tmp_path: Path) -> Iterator[Single]:
         commandsWaitLeader=False,
         journalFile=journal.path,
         fullDumpFile=str(tmp_path / "snapshot"),
-        serializer=make_hooks(machine, journal)[0],
-        deserializer=make_hooks(machine, journal)[1],
+        serializer=fsm.serialize,
+        deserializer=fsm.deserialize,
+        serializeChecker=fsm.check,
     )
-    replica = QueueReplica(free_address(), [], conf=conf, journal=journal, machine=machine, on_applied=applied.append)
+    replica = QueueReplica(free_address(), [], conf=conf, journal=journal, fsm=fsm)
     try:
         yield Single(replica, journal, machine, applied)
     finally:
@@ -181,23 +186,6 @@ def test_an_apply_that_raises_stops_the_node_with_70(single: Single, monkeypatch
     assert single.answers == []  # never answered
 
 
-def test_pysyncobj_overlap_truncation_alarm_is_demoted_and_other_criticals_pass(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """The journal re-adopts identical entries and stops on a real divergence, so pysyncobj's CRITICAL on every
-    overlapping append_entries is a false alarm; every other CRITICAL line must still reach the log."""
-    syncobj_log = logging.getLogger("pysyncobj.syncobj")
-    with caplog.at_level(logging.INFO):
-        syncobj_log.critical(
-            "truncating already-applied log entries from index %d (last applied: %d) - state machine may have "
-            "diverged from other cluster members",
-            38,
-            38,
-        )
-        syncobj_log.critical("something else went wrong")
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("CRITICAL", "something else went wrong")]
-
-
 def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None:
     """pysyncobj sets commit = min(leader's commit, own last index) on a snapshot chunk without touching the log:
     a follower holding entries nobody else has (a deposed leader's tail) would apply them and answer "ok"."""
@@ -209,6 +197,7 @@ def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None
         journal.add(pickle.dumps((0, (entry_data(CreateQueue(f"ghost{idx}", QueueConfig())),))), idx, 1)
     journal.setCurrentTerm(1, None)
     applied: list[AppliedEntry] = []
+    fsm = fsm_for(tmp_path, machine, journal, applied)
     conf = SyncObjConf(
         autoTick=False,
         raftMinTimeout=5.0,  # no election of its own during the test
@@ -216,12 +205,12 @@ def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None
         connectionTimeout=6.0,
         journalFile=journal.path,
         fullDumpFile=str(tmp_path / "snapshot"),
-        serializer=make_hooks(machine, journal)[0],
-        deserializer=make_hooks(machine, journal)[1],
+        serializer=fsm.serialize,
+        deserializer=fsm.deserialize,
+        serializeChecker=fsm.check,
     )
     replica = QueueReplica(
-        free_address(), [free_address(), free_address()], conf=conf, journal=journal, machine=machine,
-        on_applied=applied.append,
+        free_address(), [free_address(), free_address()], conf=conf, journal=journal, fsm=fsm
     )  # fmt: skip
     try:
         leader = next(iter(replica._SyncObj__otherNodes))
