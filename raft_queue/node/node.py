@@ -19,6 +19,7 @@ from typing import Any
 
 from raft_queue.config import NodeConfig
 from raft_queue.node.group_commit import GroupCommitter
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
 from raft_queue.node.raft.conf import raft_conf
 from raft_queue.node.raft.fsm import QueueFSM, snapshot_last_index
 from raft_queue.node.raft.journal import DurableJournal, JournalCorrupt
@@ -60,13 +61,8 @@ class Node:
             raise StartupRefused(str(exc)) from exc
         self._peers_by_raft = {p.raft_address: p for p in config.peers}
         self_peer = config.self_peer
-        self.fsm = QueueFSM(
-            self.machine,
-            self._journal,
-            self._on_applied,
-            dump_file=dump_file,
-            checkpoint_dir=str(Path(config.data_dir) / "state-checkpoint"),
-        )
+        dumps = BackgroundSnapshots(self.machine, dump_file, str(Path(config.data_dir) / "state-checkpoint"))
+        self.fsm = QueueFSM(self.machine, self._journal, self._on_applied, dumps)
         # Staggered by node so that the nodes (whose journals grow alike) do not all dump at the same moment.
         rank = sorted(p.node_id for p in config.peers).index(self_peer.node_id)
         self._snapshot_bytes = int(config.snapshot_journal_mb * 1024 * 1024 * (1 + 0.25 * rank))

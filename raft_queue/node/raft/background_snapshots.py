@@ -38,7 +38,6 @@ from typing import Any
 from pysyncobj.config import SERIALIZER_STATE
 
 from raft_queue.node.raft import dump_writer
-from state_machine import snapshot
 from state_machine.kv import FrozenKV
 from state_machine.machine import QueueStateMachine
 
@@ -61,11 +60,6 @@ def write_in_process(source: FrozenKV, checkpoint_dir: str, path: str, meta: byt
         detail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"the snapshot writer process exited with {proc.returncode}: {' | '.join(detail)}")
     return int(proc.stdout)
-
-
-def write_in_thread(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
-    """A ``Writer`` on the calling thread (for stores other than RocksDB, and for tests)."""
-    return snapshot.dump(source, path, meta)
 
 
 class DumpStarted(Exception):

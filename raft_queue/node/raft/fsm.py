@@ -34,7 +34,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from raft_queue.node.raft.background_snapshots import BackgroundSnapshots, Writer, write_in_process
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
 from raft_queue.node.raft.journal import DurableJournal
 from state_machine.commands import UnsupportedVersion
 from state_machine.machine import AppliedEntry, QueueStateMachine
@@ -100,16 +100,13 @@ class QueueFSM:
         machine: QueueStateMachine,
         journal: DurableJournal,
         on_applied: Callable[[AppliedEntry], None],
-        *,
-        dump_file: str,
-        checkpoint_dir: str,
-        writer: Writer = write_in_process,
+        dumps: BackgroundSnapshots,
     ) -> None:
         self._machine = machine
         self._journal = journal
         self._on_applied = on_applied
         #: The dump being written off the tick thread (``running``, ``join``, counters).
-        self.dumps = BackgroundSnapshots(machine, dump_file, checkpoint_dir, writer)
+        self.dumps = dumps
 
     def apply(self, index: int, data: bytes) -> AppliedEntry | None:
         """Applies the committed entry at ``index``; tick thread.

@@ -15,13 +15,13 @@ import pytest
 from pysyncobj.config import SERIALIZER_STATE
 
 from raft_queue.node.raft import dump_writer
-from raft_queue.node.raft.background_snapshots import DumpStarted, Writer, write_in_process, write_in_thread
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots, DumpStarted, Writer, write_in_process
 from raft_queue.node.raft.fsm import QueueFSM, read_verified
 from raft_queue.node.raft.journal import DurableJournal
 from state_machine import snapshot
 from state_machine.commands import CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
-from state_machine.kv import ReadKV
+from state_machine.kv import FrozenKV, ReadKV
 from state_machine.machine import QueueStateMachine
 from state_machine.rocks import RocksKV
 from tests.unit.node.raft.test_fsm import meta_at, pysyncobj_serializer, wait_for_outcome
@@ -37,6 +37,11 @@ def entry(index: int, messages: int = 1) -> bytes:
     return encode_entry(Entry(NOW_MS, [Enqueue("q", batch)]))
 
 
+def write_in_thread(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
+    """A ``Writer`` on the dump thread itself, for the tests that hold the dump (``Gate``) in this process."""
+    return snapshot.dump(source, path, meta)
+
+
 class Node:
     def __init__(self, root: Path, writer: Writer = write_in_thread) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -46,11 +51,8 @@ class Node:
         self.dump = str(root / "snapshot")
         self.checkpoint = str(root / "state-checkpoint")
         self.journal = DurableJournal(str(root / "journal"))
-        self.fsm = QueueFSM(
-            self.machine, self.journal, lambda applied: None, dump_file=self.dump, checkpoint_dir=self.checkpoint,
-            writer=writer,
-        )  # fmt: skip
-        self.snapshots = self.fsm.dumps
+        self.snapshots = BackgroundSnapshots(self.machine, self.dump, self.checkpoint, writer)
+        self.fsm = QueueFSM(self.machine, self.journal, lambda applied: None, self.snapshots)
         self.serializer = pysyncobj_serializer(self.fsm, self.dump)
 
     def apply_to(self, last: int, messages: int = 1) -> None:

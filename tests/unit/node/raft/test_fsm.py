@@ -25,6 +25,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.serializer import Serializer
 
 from raft_queue.node.raft import fsm
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
 from raft_queue.node.raft.fsm import EXIT_CORRUPT_SNAPSHOT, QueueFSM, _align_journal, snapshot_last_index
 from raft_queue.node.raft.journal import DurableJournal
 from state_machine import keys, snapshot
@@ -91,13 +92,9 @@ class Files:
         self.machine = QueueStateMachine(self.kv)
         self.journal = DurableJournal(str(root / "journal"))
         self.dump = str(root / "snapshot")
-        self.fsm = QueueFSM(
-            self.machine,
-            self.journal,
-            lambda applied: None,
-            dump_file=self.dump,
-            checkpoint_dir=str(root / "state-checkpoint"),
-        )
+        # As Node builds it: the dump is written by the dump writer process.
+        dumps = BackgroundSnapshots(self.machine, self.dump, str(root / "state-checkpoint"))
+        self.fsm = QueueFSM(self.machine, self.journal, lambda applied: None, dumps)
         self.serializer = pysyncobj_serializer(self.fsm, self.dump)
         self.deserialize = self.fsm.deserialize
 

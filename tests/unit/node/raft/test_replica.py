@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pysyncobj import FAIL_REASON, SyncObjConf
 
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
 from raft_queue.node.raft.fsm import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueFSM
 from raft_queue.node.raft.journal import DurableJournal
 from raft_queue.node.raft.replica import QueueReplica
@@ -37,13 +38,8 @@ def fsm_for(
     tmp_path: Path, machine: QueueStateMachine, journal: DurableJournal, applied: list[AppliedEntry]
 ) -> QueueFSM:
     """The FSM the way Node builds it (the dump written by the writer process)."""
-    return QueueFSM(
-        machine,
-        journal,
-        applied.append,
-        dump_file=str(tmp_path / "snapshot"),
-        checkpoint_dir=str(tmp_path / "state-checkpoint"),
-    )
+    dumps = BackgroundSnapshots(machine, str(tmp_path / "snapshot"), str(tmp_path / "state-checkpoint"))
+    return QueueFSM(machine, journal, applied.append, dumps)
 
 
 def free_address() -> str:
