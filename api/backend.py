@@ -1,81 +1,17 @@
-"""The interface the HTTP layer needs from a node, and the replication failures it must translate.
+"""The interface the HTTP layer needs from a node (rqlite's pattern: the HTTP layer declares the store it uses).
 
-The API knows nothing of Raft or RocksDB: it hands a command to ``Backend.execute`` and gets back the result
-with the commit index, or one of the ``ReplicationError`` outcomes below. Tests drive the API with a fake.
-
-    ReplicationError
-     ├── NoLeader          no leader is known; nothing was proposed.          Retry later (safe).
-     ├── NotLeader         the node that got it is not the leader; not applied. Retry (safe).
-     ├── Overloaded        the proposal queue is full; not applied.            Retry later (safe).
-     └── OutcomeUnknown    it may or may not commit. Retry only with the same idempotency key.
+The API knows nothing of Raft or RocksDB: it hands a command to ``Backend.execute`` and gets back an ``Applied``
+(the result with the commit index) or one of the ``ReplicationError`` outcomes. Those types, and the cluster
+status, are the shared vocabulary in ``state_machine.contract``. Tests drive the API with a fake.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-import msgspec
-
 from state_machine.commands import Command
-from state_machine.results import QueueInfo, Result, StateDigest, TxnOutcome
-
-
-class ReplicationError(Exception):
-    """A command could not be shown to have committed."""
-
-    retry_after_s: float = 1.0
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class NoLeader(ReplicationError):
-    """No leader is known (election in progress, or no quorum). Nothing was proposed."""
-
-
-class NotLeader(ReplicationError):
-    """The command reached a node that is not the leader. It was not applied."""
-
-    def __init__(self, detail: str, leader_url: str | None = None) -> None:
-        super().__init__(detail)
-        self.leader_url = leader_url
-
-
-class Overloaded(ReplicationError):
-    """The node's proposal queue is full. Nothing was proposed."""
-
-
-class OutcomeUnknown(ReplicationError):
-    """The command may or may not commit (timeout, leader change mid-flight, connection loss)."""
-
-
-class Applied(msgspec.Struct, frozen=True):
-    result: Result
-    #: The Raft index of the entry that carried the command.
-    commit_index: int
-
-
-class Member(msgspec.Struct, frozen=True):
-    node_id: str
-    raft_address: str
-    http_url: str
-    #: Whether this node currently has a Raft connection to that member (True for itself).
-    connected: bool
-
-
-class ClusterStatus(msgspec.Struct, frozen=True):
-    node_id: str
-    role: str  # "leader" | "follower" | "candidate"
-    leader_id: str | None
-    leader_url: str | None
-    term: int
-    commit_index: int
-    applied_index: int
-    has_quorum: bool
-    #: Leader known and this node has applied everything the leader told it is committed.
-    ready: bool
-    members: list[Member]
+from state_machine.contract import Applied, ClusterStatus
+from state_machine.results import QueueInfo, StateDigest, TxnOutcome
 
 
 class Backend(Protocol):

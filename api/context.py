@@ -13,9 +13,10 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from api.backend import Backend, ReplicationError
+from api.backend import Backend
 from api.problems import read_failure, rejected_problem, write_failure
 from state_machine.commands import Command
+from state_machine.contract import ReplicationError
 from state_machine.results import Rejected, Result
 
 R = TypeVar("R")

@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 from aiohttp import web
 
-from api.backend import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
+from state_machine.contract import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
 from state_machine.results import ErrorCode, Rejected
 
 log = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import msgspec
 from aiohttp import web
 
-from api.backend import ClusterStatus
 from api.problems import REJECTED
 from state_machine.commands import Ack, Enqueue, Extend, Nack, TxnOp
 from state_machine.config import QueueConfig
+from state_machine.contract import ClusterStatus
 from state_machine.results import (
     Delivery,
     Enqueued,

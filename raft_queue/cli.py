@@ -258,7 +258,7 @@ def resolve_node_config(args: argparse.Namespace, environ: Mapping[str, str]) ->
 def _run(args: argparse.Namespace) -> int:
     if args.command == "node":
         config = resolve_node_config(args, os.environ)
-        from raft_queue.server import run  # Raft and RocksDB load only when a node really starts
+        from raft_queue.node.server import run  # Raft and RocksDB load only when a node really starts
 
         return run(config)
     from raft_queue.tools.dev_cluster import DevClusterSpec, run_dev_cluster

@@ -2,6 +2,6 @@
 
 from state_machine.commands import Entry, decode_entry, encode_entry
 from state_machine.kv import KV, MemoryKV
-from state_machine.machine import Applied, QueueStateMachine
+from state_machine.machine import AppliedEntry, QueueStateMachine
 
-__all__ = ["KV", "Applied", "Entry", "MemoryKV", "QueueStateMachine", "decode_entry", "encode_entry"]
+__all__ = ["KV", "AppliedEntry", "Entry", "MemoryKV", "QueueStateMachine", "decode_entry", "encode_entry"]

@@ -68,7 +68,9 @@ TXN_SWEEP_LIMIT = 256
 MAX_CLOCK_MS = 1 << 52
 
 
-class Applied(msgspec.Struct, frozen=True):
+class AppliedEntry(msgspec.Struct, frozen=True):
+    """What applying one log entry did: each operation's result, in order, and the queues it woke."""
+
     index: int
     results: list[Result]
     #: Queues that gained ready messages (to wake long polls).
@@ -120,12 +122,12 @@ class QueueStateMachine:
         """True when a snapshot load was interrupted: the state is incomplete and must be reloaded."""
         return self._kv.get(keys.RESTORING) is not None
 
-    def apply(self, index: int, data: bytes) -> Applied | None:
+    def apply(self, index: int, data: bytes) -> AppliedEntry | None:
         """Applies the entry at Raft ``index``; None when it was applied before (journal replay)."""
         with self.lock:
             return self._apply(index, data)
 
-    def _apply(self, index: int, data: bytes) -> Applied | None:
+    def _apply(self, index: int, data: bytes) -> AppliedEntry | None:
         if index <= self.applied_index:
             return None
         try:
@@ -134,7 +136,7 @@ class QueueStateMachine:
             overlay = Overlay(self._kv)
             overlay.put(keys.APPLIED, keys.u64(index))
             self._kv.commit(overlay.write_set())
-            return Applied(index, [Rejected(ErrorCode.INVALID_ENTRY, str(exc))], frozenset())
+            return AppliedEntry(index, [Rejected(ErrorCode.INVALID_ENTRY, str(exc))], frozenset())
         store = Store(Overlay(self._kv), max(self.clock_ms, min(entry.now_ms, MAX_CLOCK_MS)), index)
         store.sweep_dedup(store.now_ms, DEDUP_SWEEP_LIMIT)
         store.sweep_expiring(store.now_ms, EXPIRY_SWEEP_LIMIT)
@@ -149,7 +151,7 @@ class QueueStateMachine:
         store.kv.put(keys.APPLIED, keys.u64(index))
         store.kv.put(keys.CLOCK, keys.u64(store.now_ms))
         self._kv.commit(store.kv.write_set())
-        return Applied(index, results, frozenset(store.woken))
+        return AppliedEntry(index, results, frozenset(store.woken))
 
     def dump(self, path: str, meta: bytes) -> int:
         """Writes a snapshot of the whole state to ``path`` (fsynced); see ``state_machine.snapshot``."""

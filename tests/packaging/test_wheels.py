@@ -40,7 +40,7 @@ def test_the_server_wheel_ships_the_node_and_no_repository_tools(tmp_path: Path)
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     assert not [n for n in names if n.startswith("raft_queue/client") or "/tests/" in n]
-    assert any(n == "raft_queue/config.py" for n in names)
+    assert "raft_queue/node/raft/journal.py" in names
     assert any(r.startswith("raft-queue-client") for r in _requirements(wheel))
 
 

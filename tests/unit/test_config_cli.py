@@ -339,14 +339,14 @@ def test_main_env_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 
 def test_main_runs_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[NodeConfig] = []
-    server = types.ModuleType("raft_queue.server")
+    server = types.ModuleType("raft_queue.node.server")
 
     def run(c: NodeConfig) -> int:
         seen.append(c)
         return 7
 
     server.run = run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "raft_queue.server", server)
+    monkeypatch.setitem(sys.modules, "raft_queue.node.server", server)
     monkeypatch.setenv("RAFT_QUEUE_NODE_ID", "n2")
     assert cli.main(["node", *BASE[2:]]) == 7
     assert [c.node_id for c in seen] == ["n2"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from api.backend import Applied, Backend, ClusterStatus, Member
+from api.backend import Backend
 from state_machine.commands import (
     AbortTxn,
     Ack,
@@ -23,6 +23,7 @@ from state_machine.commands import (
     Transact,
 )
 from state_machine.config import QueueConfig
+from state_machine.contract import Applied, ClusterStatus, Member
 from state_machine.results import (
     BarrierPassed,
     Enqueued,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from api.backend import Applied, Backend, ClusterStatus, ReplicationError
+from api.backend import Backend
 from state_machine.commands import Barrier, Command, Entry, encode_entry
+from state_machine.contract import Applied, ClusterStatus, ReplicationError
 from state_machine.kv import MemoryKV
 from state_machine.machine import QueueStateMachine
 from state_machine.results import QueueInfo, StateDigest, TxnOutcome

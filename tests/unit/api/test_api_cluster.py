@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.backend import ClusterStatus
+from state_machine.contract import ClusterStatus
 from tests.unit.api.fakes import FakeBackend, follower_status, queue_info
 from tests.unit.api.harness import async_test, problem, serve
 

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-import api.backend
-from api.backend import NotLeader, OutcomeUnknown, ReplicationError
+import state_machine.contract
 from api.problems import READ_FAILURES, REJECTED, WRITE_FAILURES
 from state_machine.commands import Command
+from state_machine.contract import NotLeader, OutcomeUnknown, ReplicationError
 from state_machine.results import ErrorCode, QueueDeleted, Rejected, Result
 from tests.unit.api.fakes import FakeBackend
 from tests.unit.api.harness import async_test, problem, serve
@@ -22,7 +22,9 @@ def _all_subclasses(cls: type[ReplicationError]) -> list[type[ReplicationError]]
     return found
 
 
-REPLICATION_ERRORS = [cls for cls in _all_subclasses(ReplicationError) if cls.__module__ == api.backend.__name__]
+REPLICATION_ERRORS = [
+    cls for cls in _all_subclasses(ReplicationError) if cls.__module__ == state_machine.contract.__name__
+]
 
 
 def test_replication_errors_were_discovered() -> None:
@@ -76,10 +78,10 @@ def read_code(cls: type[ReplicationError]) -> str:
 @pytest.mark.parametrize(
     ("cls", "code"),
     [
-        (api.backend.NoLeader, "no_leader"),
-        (api.backend.NotLeader, "not_leader"),
-        (api.backend.Overloaded, "overloaded"),
-        (api.backend.OutcomeUnknown, "outcome_unknown"),
+        (state_machine.contract.NoLeader, "no_leader"),
+        (state_machine.contract.NotLeader, "not_leader"),
+        (state_machine.contract.Overloaded, "overloaded"),
+        (state_machine.contract.OutcomeUnknown, "outcome_unknown"),
     ],
 )
 def test_write_codes(cls: type[ReplicationError], code: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.backend import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
 from state_machine.commands import Command, CreateQueue, DeleteQueue
 from state_machine.config import QueueConfig
+from state_machine.contract import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
 from state_machine.results import ErrorCode, Rejected, Result
 from tests.unit.api.fakes import FakeBackend, queue_info
 from tests.unit.api.harness import async_test, problem, serve

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from api.backend import NoLeader, OutcomeUnknown
 from state_machine.commands import (
     AbortTxn,
     Ack,
@@ -24,6 +23,7 @@ from state_machine.commands import (
     fingerprint,
     txn_fingerprint,
 )
+from state_machine.contract import NoLeader, OutcomeUnknown
 from state_machine.results import (
     Enqueued,
     EnqueuedMessage,

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
-from api.backend import OutcomeUnknown
+from state_machine.contract import OutcomeUnknown
 from tests.unit.api.harness import Client, async_test, problem, serve
 from tests.unit.api.machine_backend import MachineBackend
 

@@ -55,7 +55,7 @@ from state_machine.commands import (
     txn_fingerprint,
 )
 from state_machine.config import QueueConfig
-from state_machine.machine import Applied
+from state_machine.machine import AppliedEntry
 from state_machine.results import (
     BarrierPassed,
     Delivery,
@@ -768,7 +768,7 @@ def normalise_info(info: QueueInfo) -> Norm:
     return (info.name, info.config, counts, info.created_at_ms)
 
 
-def check_applied(real: Applied | None, expected: ModelApplied | None, model: ReferenceModel) -> None:
+def check_applied(real: AppliedEntry | None, expected: ModelApplied | None, model: ReferenceModel) -> None:
     """Asserts that the real machine did what the model did, and teaches the model the new receipts."""
     if expected is None:
         assert real is None, real
@@ -818,7 +818,7 @@ class RandomWorkload:
         self._last = Entry(stamp, [self._op() for _ in range(rng.choice((1, 1, 1, 2, 3)))])
         return self._last
 
-    def observe(self, applied: Applied | None) -> None:
+    def observe(self, applied: AppliedEntry | None) -> None:
         if applied is None or self._last is None:
             return
         for op, result in zip(self._last.ops, applied.results, strict=True):

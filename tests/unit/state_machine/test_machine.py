@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from state_machine import Applied, Entry, MemoryKV, QueueStateMachine, encode_entry
+from state_machine import AppliedEntry, Entry, MemoryKV, QueueStateMachine, encode_entry
 from state_machine import keys as k
 from state_machine.commands import (
     CODEC_VERSION,
@@ -68,7 +68,7 @@ class Node:
         self.sm = QueueStateMachine(self.kv)
         self.index = 0
 
-    def apply(self, now: int, *ops: Command) -> Applied:
+    def apply(self, now: int, *ops: Command) -> AppliedEntry:
         self.index += 1
         applied = self.sm.apply(self.index, encode_entry(Entry(now, list(ops))))
         assert applied is not None

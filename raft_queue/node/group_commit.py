@@ -14,12 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pysyncobj import FAIL_REASON
-
-from api.backend import Applied, OutcomeUnknown, Overloaded, ReplicationError
-from raft_queue.failures import failure_for
+from raft_queue.node.raft.failures import SUCCESS, failure_for
 from state_machine.commands import Command, Entry, encode_entry
-from state_machine.machine import Applied as EntryApplied
+from state_machine.contract import Applied, OutcomeUnknown, Overloaded, ReplicationError
+from state_machine.machine import AppliedEntry
 
 #: Operations packed into one entry stop at about this many bytes (one operation bigger than this still goes,
 #: alone). 1 MiB entries did not lower a leader's peak memory measurably (bench memory: 392 vs 384 MiB) and
@@ -141,42 +139,51 @@ class GroupCommitter:
     def _flush(self) -> None:
         self._scheduled = False
         while self._pending and self._inflight < self._max_inflight:
-            batch: list[_Pending] = []
-            size = 0
-            while self._pending and len(batch) < self._max_ops:
-                nxt = self._pending[0]
-                if nxt.future.done():  # its waiter was cancelled before it was proposed: never propose it
-                    self._pending.popleft()
-                    continue
-                if batch and size + nxt.size > self._max_bytes:
-                    break
-                batch.append(self._pending.popleft())
-                size += nxt.size
+            batch = self._take_batch()
             if not batch:
                 break
-            data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
-            entry = _Batch(batch)
-            self._inflight += 1
-            self.entries_proposed += 1
-            self.ops_proposed += len(batch)
+            self._propose_batch(batch)
 
-            def done(result: Any, reason: int, entry: _Batch = entry) -> None:
-                self._loop.call_soon_threadsafe(self._settle, entry, result, reason)
-
-            try:
-                self._propose(data, done)
-            except ReplicationError as exc:  # refused before anything was proposed
-                entry.settled = True
-                self._inflight -= 1
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+    def _take_batch(self) -> list[_Pending]:
+        """The next entry's operations, oldest first: at most ``max_ops``, and at most ``max_bytes`` unless one
+        operation alone is bigger. An operation whose waiter was cancelled before it was proposed is dropped."""
+        batch: list[_Pending] = []
+        size = 0
+        while self._pending and len(batch) < self._max_ops:
+            nxt = self._pending[0]
+            if nxt.future.done():  # its waiter was cancelled before it was proposed: never propose it
+                self._pending.popleft()
                 continue
-            # pysyncobj can lose a callback (a forwarded command on a dropped connection is answered only if the
-            # leader changes). Once every waiter has given up, free the slot so one lost callback cannot
-            # stall every later write.
-            give_up_at = max(p.deadline for p in batch) + ABANDON_GRACE_S
-            entry.give_up = self._loop.call_at(give_up_at, self._abandon, entry)
+            if batch and size + nxt.size > self._max_bytes:
+                break
+            batch.append(self._pending.popleft())
+            size += nxt.size
+        return batch
+
+    def _propose_batch(self, batch: list[_Pending]) -> None:
+        data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
+        entry = _Batch(batch)
+        self._inflight += 1
+        self.entries_proposed += 1
+        self.ops_proposed += len(batch)
+
+        def done(result: Any, reason: int, entry: _Batch = entry) -> None:
+            self._loop.call_soon_threadsafe(self._settle, entry, result, reason)
+
+        try:
+            self._propose(data, done)
+        except ReplicationError as exc:  # refused before anything was proposed
+            entry.settled = True
+            self._inflight -= 1
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        # pysyncobj can lose a callback (a forwarded command on a dropped connection is answered only if the
+        # leader changes). Once every waiter has given up, free the slot so one lost callback cannot
+        # stall every later write.
+        give_up_at = max(p.deadline for p in batch) + ABANDON_GRACE_S
+        entry.give_up = self._loop.call_at(give_up_at, self._abandon, entry)
 
     def _abandon(self, entry: _Batch) -> None:
         if entry.settled:
@@ -194,21 +201,27 @@ class GroupCommitter:
             return
         batch = entry.finish()
         self._inflight -= 1
-        if reason == FAIL_REASON.SUCCESS and isinstance(result, EntryApplied):
-            if len(result.results) == len(batch):
-                for p, r in zip(batch, result.results, strict=True):
-                    if not p.future.done():
-                        p.future.set_result(Applied(result=r, commit_index=result.index))
-            else:  # the entry did not decode: every operation in it gets that verdict
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_result(Applied(result=result.results[0], commit_index=result.index))
+        if reason == SUCCESS and isinstance(result, AppliedEntry):
+            _answer(batch, result)
         else:
-            for p in batch:
-                if not p.future.done():
-                    if reason == FAIL_REASON.SUCCESS:
-                        # Committed, but this node had applied it before (replay): result unknown here.
-                        p.future.set_exception(OutcomeUnknown("committed, but its result was not observed"))
-                    else:
-                        p.future.set_exception(failure_for(reason))
+            _fail(batch, reason)
         self._schedule()
+
+
+def _answer(batch: list[_Pending], applied: AppliedEntry) -> None:
+    """Each operation gets its own result; an entry that did not decode has one verdict for all of them."""
+    decoded = len(applied.results) == len(batch)  # else the entry did not decode: one verdict for every operation
+    results = applied.results if decoded else [applied.results[0]] * len(batch)
+    for p, r in zip(batch, results, strict=True):
+        if not p.future.done():
+            p.future.set_result(Applied(result=r, commit_index=applied.index))
+
+
+def _fail(batch: list[_Pending], reason: int) -> None:
+    for p in batch:
+        if not p.future.done():
+            if reason == SUCCESS:
+                # Committed, but this node had applied it before (replay): result unknown here.
+                p.future.set_exception(OutcomeUnknown("committed, but its result was not observed"))
+            else:
+                p.future.set_exception(failure_for(reason))

@@ -1,4 +1,4 @@
-"""node.raft_conf: the SyncObjConf every node runs with is valid for pysyncobj and tuned for durability/failover."""
+"""conf.raft_conf: the SyncObjConf every node runs with is valid for pysyncobj and tuned for durability/failover."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from pysyncobj import SyncObjConf
 
 from raft_queue.config import NodeConfig, Peer
-from raft_queue.node import raft_conf
+from raft_queue.node.raft.conf import raft_conf
 
 SECRET = "a-cluster-secret-of-some-length"
 PEERS = (
@@ -21,18 +21,26 @@ PEERS = (
 ELECTION_RANGES = [(0.4, 1.2), (0.11, 0.12), (0.15, 0.3), (0.3, 0.6), (1.0, 3.0), (5.0, 10.0)]
 
 
-def serialize(path: str, meta: Any) -> None:
-    raise AssertionError("not called")
+class Hooks:
+    """Stands in for fsm.QueueFSM: only wired, never called."""
+
+    def serialize(self, tmp_path: str, meta: Any) -> None:
+        raise AssertionError("not called")
+
+    def deserialize(self, path: str) -> Any:
+        raise AssertionError("not called")
+
+    def check(self) -> int:
+        raise AssertionError("not called")
 
 
-def deserialize(path: str) -> Any:
-    raise AssertionError("not called")
+HOOKS = Hooks()
 
 
 def make(tmp_path: Path, **overrides: Any) -> tuple[NodeConfig, SyncObjConf]:
     config = NodeConfig(node_id="n1", peers=PEERS, data_dir=tmp_path, cluster_secret=SECRET, **overrides)
     journal, dump = str(tmp_path / "raft" / "journal"), str(tmp_path / "raft" / "snapshot")
-    return config, raft_conf(config, journal, dump, (serialize, deserialize))
+    return config, raft_conf(config, journal, dump, HOOKS)
 
 
 def test_defaults_pass_pysyncobjs_validate_and_wire_every_seam(tmp_path: Path) -> None:
@@ -44,7 +52,8 @@ def test_defaults_pass_pysyncobjs_validate_and_wire_every_seam(tmp_path: Path) -
     assert conf.fullDumpFile == str(tmp_path / "raft" / "snapshot")
     # Same directory: the directory fsync after the journal trim also makes the dump's rename durable.
     assert Path(conf.journalFile).parent == Path(conf.fullDumpFile).parent
-    assert conf.serializer is serialize and conf.deserializer is deserialize
+    assert conf.serializer == HOOKS.serialize and conf.deserializer == HOOKS.deserialize
+    assert conf.serializeChecker == HOOKS.check  # dumps run off the tick thread; pysyncobj asks the checker
     assert conf.appendEntriesUseBatch is False  # send each entry at once; batching is GroupCommitter's job
     assert conf.commandsWaitLeader is False  # no leader: fail now (MISSING_LEADER), never commit much later
     assert conf.logCompactionSplit is False  # dumps run off the tick thread; Node staggers the size thresholds

@@ -7,13 +7,13 @@ import logging
 
 import pytest
 
-from raft_queue.node import TickGaps
+from raft_queue.node.tick_gaps import TickGaps
 
 
 def test_gaps_are_measured_and_stalls_are_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
     gaps = TickGaps(warn_s=0.25, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="raft_queue.node"):
+    with caplog.at_level(logging.WARNING, logger="raft_queue.node.tick_gaps"):
         gaps.tick()  # the first tick has nothing to compare with
         for step in (0.01, 0.01, 0.3, 0.02, 0.6, 0.01):
             now[0] += step

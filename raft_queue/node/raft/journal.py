@@ -1,6 +1,6 @@
 """A durable, checksummed raft journal for pysyncobj, injected through ``pysyncobj.syncobj.createJournal``.
 
-Files (formats in raft_queue.journal_format and raft_queue.metastore)::
+Files (formats in raft_queue.node.raft.journal_format and raft_queue.node.raft.metastore)::
 
     <path>       b"RQJOURN1" | u32 version | u32 crc32, then one record per entry:
                  u32 crc32(rest) | u32 len | u64 idx | u64 term | command   (idx +1 each, term never drops)
@@ -42,7 +42,7 @@ from typing import NamedTuple, NoReturn, overload
 
 from pysyncobj.journal import Journal
 
-from raft_queue.journal_format import (
+from raft_queue.node.raft.journal_format import (
     HEADER_SIZE,
     Entry,
     JournalCorrupt,
@@ -55,7 +55,7 @@ from raft_queue.journal_format import (
     write_all,
     write_new_file,
 )
-from raft_queue.metastore import MetaStore
+from raft_queue.node.raft.metastore import MetaStore
 
 __all__ = [
     "DurableJournal",

@@ -1,4 +1,5 @@
-"""The snapshot writer process: ``python -m raft_queue.dump_writer CHECKPOINT OUT PARENT_PID``, metadata on stdin.
+"""The snapshot writer process: ``python -m raft_queue.node.raft.dump_writer CHECKPOINT OUT PARENT_PID``, metadata
+on stdin.
 
 ``BackgroundSnapshots`` runs the dump here rather than on a thread of the node. On a thread, the dump's Python loop
 (2 million keys for 1 million queued messages) shared the GIL with pysyncobj's tick thread, and every system call
@@ -25,7 +26,9 @@ EXIT_PARENT_GONE = 3
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        sys.stderr.write("usage: python -m raft_queue.dump_writer CHECKPOINT OUT PARENT_PID (metadata on stdin)\n")
+        sys.stderr.write(
+            "usage: python -m raft_queue.node.raft.dump_writer CHECKPOINT OUT PARENT_PID (metadata on stdin)\n"
+        )
         return EXIT_USAGE
     checkpoint, out, parent = argv[0], argv[1], int(argv[2])
     meta = sys.stdin.buffer.read()

@@ -1,4 +1,4 @@
-"""raft_queue.malloc on this machine's glibc: the settings are taken, and a trim really gives memory back."""
+"""raft_queue.node.malloc on this machine's glibc: the settings are taken, and a trim really gives memory back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from raft_queue import malloc
+from raft_queue.node import malloc
 
 
 def test_trim_gives_freed_heap_memory_back_to_the_system() -> None:
@@ -16,7 +16,7 @@ def test_trim_gives_freed_heap_memory_back_to_the_system() -> None:
     free it, and compare the resident size before and after one trim."""
     script = (
         "import sys\n"
-        "from raft_queue import malloc\n"
+        "from raft_queue.node import malloc\n"
         "assert malloc.limit_arenas(2)\n"
         "def rss():\n"
         "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])\n"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from pysyncobj import FAIL_REASON
 
-from api.backend import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
-from raft_queue.failures import failure_for
+from raft_queue.node.raft.failures import failure_for
+from state_machine.contract import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
 
 #: The classes that tell a client "nothing was applied, retrying cannot duplicate it".
 SAFE = (NoLeader, NotLeader, Overloaded)

@@ -1,8 +1,10 @@
-"""snapshots.make_hooks: pysyncobj's serializer/deserializer over a real QueueStateMachine (RocksKV) and a real
-DurableJournal, including the crash window between the rename of a new dump and the trim of the journal.
+"""fsm.QueueFSM's snapshot hooks over a real QueueStateMachine (RocksKV) and a real DurableJournal, driven by
+pysyncobj's own Serializer the way SyncObj drives it, including the crash window between the rename of a new dump
+and the trim of the journal.
 
-pysyncobj calls ``serializer(tmp, (last, prev, cluster))``, renames tmp to fullDumpFile, then trims the journal so
-that it starts at ``prev``; on load it uses ``(None,) + deserializer(path)`` as ``data`` and clears the journal
+pysyncobj calls ``serializer(tmp, (last, prev, cluster))`` and then, because it raises ``DumpStarted``, asks the
+checker until the dump (written by the dump writer process) is renamed into place; then it trims the journal so
+that it starts at ``prev``. On load it uses ``(None,) + deserializer(path)`` as ``data`` and clears the journal
 unless ``journal[0] == data[2]`` (prev) and ``journal[1] == data[1]`` (last).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,32 +20,26 @@ from typing import Any
 import pysyncobj.syncobj
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
-from pysyncobj.atomic_replace import atomicReplace
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
+from pysyncobj.serializer import Serializer
 
-from raft_queue import snapshots
-from raft_queue.journal import DurableJournal
-from raft_queue.snapshots import EXIT_CORRUPT_SNAPSHOT, _align_journal, make_hooks, snapshot_last_index
+from raft_queue.node.raft import fsm
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
+from raft_queue.node.raft.fsm import EXIT_CORRUPT_SNAPSHOT, QueueFSM, _align_journal, snapshot_last_index
+from raft_queue.node.raft.journal import DurableJournal
 from state_machine import keys, snapshot
 from state_machine.commands import Command, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
 from state_machine.kv import WriteSet
 from state_machine.machine import QueueStateMachine
 from state_machine.rocks import RocksKV
+from tests.unit.node.raft.support import Exited, fake_exit
 
 JournalEntry = tuple[bytes, int, int]
 CLUSTER = frozenset({TCPNode("127.0.0.1:7001"), TCPNode("127.0.0.1:7002"), TCPNode("127.0.0.1:7003")})
 DUMP_AT = 30
-
-
-class Exited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def fake_exit(code: int) -> None:
-    raise Exited(code)
+DEADLINE_S = 30.0
 
 
 def term_of(index: int) -> int:
@@ -69,6 +66,22 @@ def meta_at(last: int) -> tuple[JournalEntry, JournalEntry, frozenset[TCPNode]]:
     return entry(last), entry(last - 1), CLUSTER
 
 
+def pysyncobj_serializer(hooks: QueueFSM, dump: str) -> Serializer:
+    """The very object SyncObj builds from its conf, wired the way raft_conf wires the FSM."""
+    return Serializer(dump, 1024 * 1024, False, hooks.serialize, hooks.deserialize, hooks.check)
+
+
+def wait_for_outcome(serializer: Serializer) -> int:
+    """Asks the checker, as pysyncobj does every tick, until the dump is no longer being written."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        state, _ = serializer.checkSerializing()
+        if state != SERIALIZER_STATE.SERIALIZING:
+            return int(state)
+        assert time.monotonic() < deadline, "the background dump never finished"
+        time.sleep(0.005)
+
+
 class Files:
     """One node's raft directory and state store."""
 
@@ -79,7 +92,11 @@ class Files:
         self.machine = QueueStateMachine(self.kv)
         self.journal = DurableJournal(str(root / "journal"))
         self.dump = str(root / "snapshot")
-        self.serialize, self.deserialize = make_hooks(self.machine, self.journal)
+        # As Node builds it: the dump is written by the dump writer process.
+        dumps = BackgroundSnapshots(self.machine, self.dump, str(root / "state-checkpoint"))
+        self.fsm = QueueFSM(self.machine, self.journal, lambda applied: None, dumps)
+        self.serializer = pysyncobj_serializer(self.fsm, self.dump)
+        self.deserialize = self.fsm.deserialize
 
     def apply_to(self, last: int) -> None:
         for index in range(self.machine.applied_index + 1, last + 1):
@@ -91,11 +108,11 @@ class Files:
         self.journal.flush()
 
     def write_dump(self, last: int = DUMP_AT) -> tuple[Any, ...]:
-        """What pysyncobj does at compaction: serialize to a tmp file, then rename it over fullDumpFile."""
+        """What pysyncobj does at compaction: serialize, then ask the checker until the dump is in place."""
         assert self.machine.applied_index == last
         meta = meta_at(last)
-        self.serialize(self.dump + ".tmp", meta)
-        atomicReplace(self.dump + ".tmp", self.dump)
+        self.serializer.serialize((None, *meta), last - 1)
+        assert wait_for_outcome(self.serializer) == SERIALIZER_STATE.SUCCESS
         return meta
 
     def contents(self) -> dict[bytes, bytes]:
@@ -105,6 +122,7 @@ class Files:
         return [e[1] for e in self.journal[:]]
 
     def close(self) -> None:
+        self.fsm.dumps.join(DEADLINE_S)
         self.journal._destroy()
         self.kv.close()
 
@@ -213,13 +231,13 @@ def test_a_received_snapshot_is_fsynced_with_its_directory_before_it_is_trusted(
     node = make_files("node")
     copy_dump(leader, node)
     events: list[str] = []
-    real_fsync_path = snapshots.fsync_path
+    real_fsync_path = fsm.fsync_path
 
     def fsync_path(path: str) -> None:
         events.append(f"fsync {path}")
         real_fsync_path(path)
 
-    monkeypatch.setattr(snapshots, "fsync_path", fsync_path)
+    monkeypatch.setattr(fsm, "fsync_path", fsync_path)
     real_restore = node.machine.restore
 
     def restore(path: str) -> None:
@@ -282,8 +300,9 @@ def test_pysyncobjs_load_dump_file_keeps_the_tail_only_with_the_alignment(
         autoTick=False,
         journalFile=node.journal.path,
         fullDumpFile=node.dump,
-        serializer=node.serialize,
+        serializer=node.fsm.serialize,
         deserializer=node.deserialize if aligned else _Unaligned(),
+        serializeChecker=node.fsm.check,
     )
     obj = SyncObj(None, [], conf)
     try:

@@ -1,4 +1,4 @@
-"""Record codec and file helpers for the raft journal (the contract is in raft_queue.journal).
+"""Record codec and file helpers for the raft journal (the contract is in raft_queue.node.raft.journal).
 
 Little-endian layout::
 

@@ -13,24 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pysyncobj import SyncObjConf
-
-from api.backend import Applied, ClusterStatus, Member, ReplicationError
-from raft_queue.background_snapshots import BackgroundSnapshots
 from raft_queue.config import NodeConfig
-from raft_queue.group_commit import GroupCommitter
-from raft_queue.journal import DurableJournal, JournalCorrupt
-from raft_queue.replica import QueueReplica
-from raft_queue.snapshots import make_hooks, snapshot_last_index
+from raft_queue.node.group_commit import GroupCommitter
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
+from raft_queue.node.raft.conf import raft_conf
+from raft_queue.node.raft.fsm import QueueFSM, snapshot_last_index
+from raft_queue.node.raft.journal import DurableJournal, JournalCorrupt
+from raft_queue.node.raft.replica import QueueReplica
+from raft_queue.node.tick_gaps import TickGaps
 from state_machine.commands import Barrier, Command
-from state_machine.machine import Applied as EntryApplied
-from state_machine.machine import QueueStateMachine
+from state_machine.contract import Applied, ClusterStatus, Member, ReplicationError
+from state_machine.machine import AppliedEntry, QueueStateMachine
 from state_machine.results import QueueInfo, StateDigest, TxnOutcome
 from state_machine.rocks import RocksKV
 from state_machine.snapshot import SnapshotCorrupt
@@ -42,71 +39,6 @@ _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 
 class StartupRefused(Exception):
     """The node's files are inconsistent or damaged; it must not serve. The message says what to do."""
-
-
-def raft_conf(
-    config: NodeConfig, journal_file: str, dump_file: str, hooks: tuple[Any, Any], serialize_checker: Any = None
-) -> SyncObjConf:
-    emin, emax = config.election_timeout_min_s, config.election_timeout_max_s
-    return SyncObjConf(
-        password=config.cluster_secret,
-        autoTick=True,
-        autoTickPeriod=0.01,
-        # Send each entry at once instead of on a timer: group commit happens above, in GroupCommitter.
-        appendEntriesUseBatch=False,
-        appendEntriesPeriod=min(0.05, emin / 4),
-        raftMinTimeout=emin,
-        raftMaxTimeout=emax,
-        # A leader that hears from no majority for one election timeout steps down (default: 30 s).
-        leaderFallbackTimeout=emax,
-        connectionTimeout=max(emax * 1.5, 1.0),
-        connectionRetryTime=0.25,
-        # Fail fast without a leader: the client retries; a queued command could commit long after it gave up.
-        commandsWaitLeader=False,
-        journalFile=journal_file,
-        fullDumpFile=dump_file,
-        serializer=hooks[0],
-        deserializer=hooks[1],
-        # With a checker, pysyncobj asks it whether a dump is running or done: dumps run on their own thread.
-        serializeChecker=serialize_checker,
-        logCompactionMinEntries=config.snapshot_every_entries,
-        logCompactionMinTime=config.snapshot_min_interval_s,
-        # Dumps run off the tick thread (BackgroundSnapshots), and pysyncobj's split windows would hold a dump
-        # forced by the journal's size for up to logCompactionMinTime; Node staggers the size thresholds instead.
-        logCompactionSplit=False,
-        # One append_entries is pickled, compressed, encrypted and base64'd by pysyncobj: four copies in memory.
-        # 4 MiB keeps a leader that feeds a lagging follower well inside its memory budget (32 MiB did not).
-        appendEntriesBatchSizeBytes=4 * 1024 * 1024,
-        logCompactionBatchSize=1024 * 1024,
-        sendBufferSize=1024 * 1024,
-        recvBufferSize=1024 * 1024,
-        bindAddress=config.raft_bind or None,
-        dynamicMembershipChange=False,
-    )
-
-
-class TickGaps:
-    """How long pysyncobj's tick thread went between two ticks (it sends heartbeats, and checks its election
-    deadline before it reads what arrived, so a follower stalled for an election timeout starts an election).
-
-    A tick callback on the tick thread; a stall over ``warn_s`` is logged."""
-
-    def __init__(self, warn_s: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._warn_s = warn_s
-        self._last: float | None = None
-        self.max_gap_s = 0.0
-        self.stalls = 0
-
-    def tick(self) -> None:
-        now = self._clock()
-        if self._last is not None:
-            gap = now - self._last
-            self.max_gap_s = max(self.max_gap_s, gap)
-            if gap > self._warn_s:
-                self.stalls += 1
-                log.warning("the Raft tick thread stalled for %.2f s", gap)
-        self._last = now
 
 
 class Node:
@@ -129,18 +61,17 @@ class Node:
             raise StartupRefused(str(exc)) from exc
         self._peers_by_raft = {p.raft_address: p for p in config.peers}
         self_peer = config.self_peer
-        self.snapshots = BackgroundSnapshots(self.machine, dump_file, str(Path(config.data_dir) / "state-checkpoint"))
+        dumps = BackgroundSnapshots(self.machine, dump_file, str(Path(config.data_dir) / "state-checkpoint"))
+        self.fsm = QueueFSM(self.machine, self._journal, self._on_applied, dumps)
         # Staggered by node so that the nodes (whose journals grow alike) do not all dump at the same moment.
         rank = sorted(p.node_id for p in config.peers).index(self_peer.node_id)
         self._snapshot_bytes = int(config.snapshot_journal_mb * 1024 * 1024 * (1 + 0.25 * rank))
-        hooks = (self.snapshots.serializer, make_hooks(self.machine, self._journal)[1])
         self.replica = QueueReplica(
             self_peer.raft_address,
             [p.raft_address for p in config.other_peers],
-            conf=raft_conf(config, journal_file, dump_file, hooks, self.snapshots.checker),
+            conf=raft_conf(config, journal_file, dump_file, self.fsm),
             journal=self._journal,
-            machine=self.machine,
-            on_applied=self._on_applied,
+            fsm=self.fsm,
             dial_via={self._peer_address(node_id): addr for node_id, addr in config.raft_dial_via},
         )
         self.replica.addOnTickCallback(self._snapshot_when_large)
@@ -150,7 +81,7 @@ class Node:
 
     def _snapshot_when_large(self) -> None:
         """Tick thread: a journal over its size bound asks pysyncobj for a snapshot (then trims to it)."""
-        if self._journal.size_bytes > self._snapshot_bytes and not self.snapshots.running:
+        if self._journal.size_bytes > self._snapshot_bytes and not self.fsm.dumps.running:
             self.replica.forceLogCompaction()
 
     def _peer_address(self, node_id: str) -> str:
@@ -212,7 +143,7 @@ class Node:
             if not waiters:
                 self._waiters.pop(queue, None)
 
-    def _on_applied(self, applied: EntryApplied) -> None:
+    def _on_applied(self, applied: AppliedEntry) -> None:
         """Tick thread: wake long polls of queues that gained ready messages."""
         if applied.woken:
             self._loop.call_soon_threadsafe(self._wake, applied.woken)
@@ -270,5 +201,5 @@ class Node:
     def close(self) -> None:
         """Stops Raft (joins the tick thread), then closes the store. Safe to call once."""
         self.replica.destroy_synchronous()
-        self.snapshots.join(timeout=60)
+        self.fsm.dumps.join(timeout=60)
         self._kv.close()

@@ -12,7 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from raft_queue.journal_format import JournalCorrupt, SyncFn, sync_directory, write_new_file
+from raft_queue.node.raft.journal_format import JournalCorrupt, SyncFn, sync_directory, write_new_file
 
 MAGIC = b"RQMETA01"
 _PREFIX = struct.Struct("<8sII")

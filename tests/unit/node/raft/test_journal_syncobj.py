@@ -11,7 +11,7 @@ import pytest
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.batteries import ReplList
 
-from raft_queue.journal import DurableJournal, JournalSummary
+from raft_queue.node.raft.journal import DurableJournal, JournalSummary
 
 COMMANDS = 300
 

@@ -1,29 +1,30 @@
-"""BackgroundSnapshots: the dump is written on its own thread from a frozen copy, and pysyncobj's own Serializer
-(the object SyncObj drives) sees SERIALIZING, then SUCCESS once, with the dump already renamed into place."""
+"""BackgroundSnapshots behind fsm.QueueFSM's serializer and checker: the dump is written off the tick thread from a
+frozen copy (by the writer process, or on the dump thread itself where a test holds the dump), and pysyncobj's own
+Serializer (the object SyncObj drives) sees SERIALIZING, then SUCCESS once, with the dump already renamed into
+place."""
 
 from __future__ import annotations
 
 import io
 import os
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pysyncobj.config import SERIALIZER_STATE
-from pysyncobj.serializer import Serializer
 
-from raft_queue import dump_writer
-from raft_queue.background_snapshots import BackgroundSnapshots, DumpStarted, Writer, write_in_process, write_in_thread
-from raft_queue.snapshots import read_verified
+from raft_queue.node.raft import dump_writer
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots, DumpStarted, Writer, write_in_process
+from raft_queue.node.raft.fsm import QueueFSM, read_verified
+from raft_queue.node.raft.journal import DurableJournal
 from state_machine import snapshot
 from state_machine.commands import CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
-from state_machine.kv import ReadKV
+from state_machine.kv import FrozenKV, ReadKV
 from state_machine.machine import QueueStateMachine
 from state_machine.rocks import RocksKV
-from tests.unit.raft.test_snapshot_hooks import meta_at
+from tests.unit.node.raft.test_fsm import meta_at, pysyncobj_serializer, wait_for_outcome
 
 DEADLINE_S = 30.0
 NOW_MS = 1_800_000_000_000
@@ -36,6 +37,11 @@ def entry(index: int, messages: int = 1) -> bytes:
     return encode_entry(Entry(NOW_MS, [Enqueue("q", batch)]))
 
 
+def write_in_thread(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
+    """A ``Writer`` on the dump thread itself, for the tests that hold the dump (``Gate``) in this process."""
+    return snapshot.dump(source, path, meta)
+
+
 class Node:
     def __init__(self, root: Path, writer: Writer = write_in_thread) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -44,27 +50,21 @@ class Node:
         self.machine = QueueStateMachine(self.kv)
         self.dump = str(root / "snapshot")
         self.checkpoint = str(root / "state-checkpoint")
+        self.journal = DurableJournal(str(root / "journal"))
         self.snapshots = BackgroundSnapshots(self.machine, self.dump, self.checkpoint, writer)
-        # The very object SyncObj uses, wired the way raft_conf wires it.
-        self.serializer = Serializer(
-            self.dump, 1024 * 1024, False, self.snapshots.serializer, None, self.snapshots.checker
-        )
+        self.fsm = QueueFSM(self.machine, self.journal, lambda applied: None, self.snapshots)
+        self.serializer = pysyncobj_serializer(self.fsm, self.dump)
 
     def apply_to(self, last: int, messages: int = 1) -> None:
         for index in range(self.machine.applied_index + 1, last + 1):
             self.machine.apply(index, entry(index, messages))
 
     def wait_for_outcome(self) -> int:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            state, _ = self.serializer.checkSerializing()
-            if state != SERIALIZER_STATE.SERIALIZING:
-                return int(state)
-            assert time.monotonic() < deadline, "the background dump never finished"
-            time.sleep(0.005)
+        return wait_for_outcome(self.serializer)
 
     def close(self) -> None:
         self.snapshots.join(DEADLINE_S)
+        self.journal._destroy()
         self.kv.close()
 
 
@@ -113,7 +113,7 @@ def test_reads_are_not_held_while_the_dump_is_written(node: Node, monkeypatch: p
     gate = Gate(monkeypatch)
     node.apply_to(10)
     with pytest.raises(DumpStarted):
-        node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
+        node.fsm.serialize(node.dump + ".tmp", meta_at(10))
     assert gate.writing.wait(DEADLINE_S)
     assert node.serializer.checkSerializing()[0] == SERIALIZER_STATE.SERIALIZING
     assert node.machine.lock.acquire(timeout=1.0), "a read could not take the state machine's lock"
@@ -159,9 +159,9 @@ def test_a_second_dump_while_one_runs_is_refused(node: Node, monkeypatch: pytest
     gate = Gate(monkeypatch)
     node.apply_to(10)
     with pytest.raises(DumpStarted):
-        node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
+        node.fsm.serialize(node.dump + ".tmp", meta_at(10))
     with pytest.raises(RuntimeError, match="already running"):
-        node.snapshots.serializer(node.dump + ".tmp", meta_at(10))
+        node.fsm.serialize(node.dump + ".tmp", meta_at(10))
     gate.release.set()
     assert node.wait_for_outcome() == SERIALIZER_STATE.SUCCESS
 

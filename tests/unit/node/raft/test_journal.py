@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from pysyncobj.journal import MemoryJournal
 
-import raft_queue.journal as journal_module
-from raft_queue.journal import DurableJournal, JournalCorrupt, JournalDiverged, JournalFailed, JournalSummary
-from raft_queue.journal_format import (
+import raft_queue.node.raft.journal as journal_module
+from raft_queue.node.raft.journal import DurableJournal, JournalCorrupt, JournalDiverged, JournalFailed, JournalSummary
+from raft_queue.node.raft.journal_format import (
     HEADER_SIZE,
     RECORD_HEADER_SIZE,
     encode_header,
@@ -236,7 +236,7 @@ def test_torn_tail_is_cut_off(path: str, case: str, caplog: pytest.LogCaptureFix
 
     assert DurableJournal.scan(path) == JournalSummary(1, kept, kept, 1, torn - valid_end)
     assert os.path.getsize(path) == torn  # scan is read-only
-    with caplog.at_level(logging.WARNING, logger="raft_queue.journal"):
+    with caplog.at_level(logging.WARNING, logger="raft_queue.node.raft.journal"):
         journal = DurableJournal(path)
     assert f"offset {valid_end} ({torn - valid_end} bytes" in caplog.text
     assert [e[1] for e in entries(journal)] == list(range(1, kept + 1))

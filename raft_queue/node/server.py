@@ -11,9 +11,9 @@ import uvloop
 from aiohttp import web
 
 from api import create_app
-from raft_queue import malloc
 from raft_queue.config import NodeConfig
-from raft_queue.node import Node, StartupRefused
+from raft_queue.node import malloc
+from raft_queue.node.node import Node, StartupRefused
 
 log = logging.getLogger("raft_queue")
 

@@ -7,7 +7,6 @@ its compact pickling, and the fail-stop exits of apply_entry.
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import socket
@@ -20,27 +19,27 @@ from typing import Any
 import pytest
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from api.backend import NoLeader
-from raft_queue.journal import DurableJournal
-from raft_queue.replica import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueReplica
-from raft_queue.snapshots import make_hooks
+from raft_queue.node.raft.background_snapshots import BackgroundSnapshots
+from raft_queue.node.raft.fsm import EXIT_APPLY_FAILED, EXIT_NEWER_LOG, QueueFSM
+from raft_queue.node.raft.journal import DurableJournal
+from raft_queue.node.raft.replica import QueueReplica
 from state_machine.commands import CODEC_VERSION, CreateQueue, Enqueue, Entry, NewMessage, encode_entry
 from state_machine.config import QueueConfig
-from state_machine.machine import Applied, QueueStateMachine
+from state_machine.contract import NoLeader
+from state_machine.machine import AppliedEntry, QueueStateMachine
 from state_machine.results import QueueCreated
 from state_machine.rocks import RocksKV
+from tests.unit.node.raft.support import Exited, fake_exit
 
 DEADLINE_S = 5.0
 
 
-class Exited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def fake_exit(code: int) -> None:
-    raise Exited(code)
+def fsm_for(
+    tmp_path: Path, machine: QueueStateMachine, journal: DurableJournal, applied: list[AppliedEntry]
+) -> QueueFSM:
+    """The FSM the way Node builds it (the dump written by the writer process)."""
+    dumps = BackgroundSnapshots(machine, str(tmp_path / "snapshot"), str(tmp_path / "state-checkpoint"))
+    return QueueFSM(machine, journal, applied.append, dumps)
 
 
 def free_address() -> str:
@@ -54,7 +53,7 @@ class Single:
     replica: Any
     journal: DurableJournal
     machine: QueueStateMachine
-    applied: list[Applied] = field(default_factory=list)
+    applied: list[AppliedEntry] = field(default_factory=list)
     #: (result, reason, journal dirty, journal last index) as seen by each callback
     answers: list[tuple[Any, int, bool, int]] = field(default_factory=list)
 
@@ -80,7 +79,8 @@ def single(tmp_path: Path) -> Iterator[Single]:
     kv = RocksKV(str(tmp_path / "state"))
     machine = QueueStateMachine(kv)
     journal = DurableJournal(str(tmp_path / "journal"))
-    applied: list[Applied] = []
+    applied: list[AppliedEntry] = []
+    fsm = fsm_for(tmp_path, machine, journal, applied)
     conf = SyncObjConf(
         autoTick=False,
         appendEntriesUseBatch=False,
@@ -90,10 +90,11 @@ def single(tmp_path: Path) -> Iterator[Single]:
         commandsWaitLeader=False,
         journalFile=journal.path,
         fullDumpFile=str(tmp_path / "snapshot"),
-        serializer=make_hooks(machine, journal)[0],
-        deserializer=make_hooks(machine, journal)[1],
+        serializer=fsm.serialize,
+        deserializer=fsm.deserialize,
+        serializeChecker=fsm.check,
     )
-    replica = QueueReplica(free_address(), [], conf=conf, journal=journal, machine=machine, on_applied=applied.append)
+    replica = QueueReplica(free_address(), [], conf=conf, journal=journal, fsm=fsm)
     try:
         yield Single(replica, journal, machine, applied)
     finally:
@@ -121,7 +122,7 @@ def test_a_single_node_is_durable_before_it_applies_and_answers(single: Single) 
     single.tick_until(lambda: bool(single.answers), "the answer")
     result, reason, dirty, last_index = single.answers[0]
     assert reason == FAIL_REASON.SUCCESS
-    assert isinstance(result, Applied) and result.results == [QueueCreated(created=True)]
+    assert isinstance(result, AppliedEntry) and result.results == [QueueCreated(created=True)]
     assert not dirty, "answered while the journal held unflushed entries"
     assert result.index == last_index == single.replica.raftLastApplied
     on_disk = DurableJournal.scan(single.journal.path)
@@ -169,7 +170,7 @@ def test_an_entry_from_a_newer_codec_stops_the_node_with_3(single: Single, monke
 def test_an_apply_that_raises_stops_the_node_with_70(single: Single, monkeypatch: pytest.MonkeyPatch) -> None:
     single.become_leader()
 
-    def broken_apply(index: int, data: bytes) -> Applied | None:
+    def broken_apply(index: int, data: bytes) -> AppliedEntry | None:
         raise OSError("the store is gone")
 
     monkeypatch.setattr(single.machine, "apply", broken_apply)
@@ -179,23 +180,6 @@ def test_an_apply_that_raises_stops_the_node_with_70(single: Single, monkeypatch
         single.tick_until(lambda: False, "the exit")
     assert exited.value.code == EXIT_APPLY_FAILED == 70
     assert single.answers == []  # never answered
-
-
-def test_pysyncobj_overlap_truncation_alarm_is_demoted_and_other_criticals_pass(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """The journal re-adopts identical entries and stops on a real divergence, so pysyncobj's CRITICAL on every
-    overlapping append_entries is a false alarm; every other CRITICAL line must still reach the log."""
-    syncobj_log = logging.getLogger("pysyncobj.syncobj")
-    with caplog.at_level(logging.INFO):
-        syncobj_log.critical(
-            "truncating already-applied log entries from index %d (last applied: %d) - state machine may have "
-            "diverged from other cluster members",
-            38,
-            38,
-        )
-        syncobj_log.critical("something else went wrong")
-    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("CRITICAL", "something else went wrong")]
 
 
 def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None:
@@ -208,7 +192,8 @@ def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None
     for idx in range(2, 6):  # the tail this node appended as leader of term 1, never replicated
         journal.add(pickle.dumps((0, (entry_data(CreateQueue(f"ghost{idx}", QueueConfig())),))), idx, 1)
     journal.setCurrentTerm(1, None)
-    applied: list[Applied] = []
+    applied: list[AppliedEntry] = []
+    fsm = fsm_for(tmp_path, machine, journal, applied)
     conf = SyncObjConf(
         autoTick=False,
         raftMinTimeout=5.0,  # no election of its own during the test
@@ -216,12 +201,12 @@ def test_a_snapshot_chunk_never_commits_a_divergent_tail(tmp_path: Path) -> None
         connectionTimeout=6.0,
         journalFile=journal.path,
         fullDumpFile=str(tmp_path / "snapshot"),
-        serializer=make_hooks(machine, journal)[0],
-        deserializer=make_hooks(machine, journal)[1],
+        serializer=fsm.serialize,
+        deserializer=fsm.deserialize,
+        serializeChecker=fsm.check,
     )
     replica = QueueReplica(
-        free_address(), [free_address(), free_address()], conf=conf, journal=journal, machine=machine,
-        on_applied=applied.append,
+        free_address(), [free_address(), free_address()], conf=conf, journal=journal, fsm=fsm
     )  # fmt: skip
     try:
         leader = next(iter(replica._SyncObj__otherNodes))

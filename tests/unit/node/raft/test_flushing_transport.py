@@ -1,7 +1,7 @@
 """FlushingTransport: the journal is fsynced before any message that acknowledges entries or a vote leaves.
 
 No network: TCPTransport's constructor and send are replaced, so FlushingTransport's own send runs against a
-real DurableJournal registered the way QueueReplica registers it (replica._JOURNALS[conf.journalFile]).
+real DurableJournal registered the way QueueReplica registers it (patches.register_journal).
 """
 
 from __future__ import annotations
@@ -19,24 +19,15 @@ import pysyncobj.syncobj
 import pytest
 from pysyncobj.transport import TCPTransport
 
-from raft_queue import replica
-from raft_queue.journal import DurableJournal
-from raft_queue.replica import FlushingTransport, flush_or_stop
+from raft_queue.node.raft import patches, transport
+from raft_queue.node.raft.journal import DurableJournal
+from raft_queue.node.raft.transport import FlushingTransport, flush_or_stop
+from tests.unit.node.raft.support import Exited, fake_exit
 
 #: Messages that acknowledge or replicate entries, or grant/ask a vote: the journal must be durable first.
 FLUSH_BEFORE = frozenset({"append_entries", "next_node_idx", "request_vote", "response_vote"})
 #: Messages that promise nothing about this node's log or vote.
 NO_FLUSH = frozenset({"apply_command", "apply_command_response", "timeout_now"})
-
-
-class Exited(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-def fake_exit(code: int) -> None:
-    raise Exited(code)
 
 
 @dataclass
@@ -76,7 +67,7 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
     monkeypatch.setattr(TCPTransport, "__init__", no_network_init)
     monkeypatch.setattr(TCPTransport, "send", recording_send)
     monkeypatch.setattr(journal, "flush", counting_flush)
-    monkeypatch.setitem(replica._JOURNALS, path, journal)
+    monkeypatch.setitem(patches._JOURNALS, path, journal)
     sync_obj = SimpleNamespace(conf=SimpleNamespace(journalFile=path))
     h = Harness(FlushingTransport(sync_obj, None, []), journal)
     yield h
@@ -88,7 +79,7 @@ def test_every_message_type_pysyncobj_sends_is_classified() -> None:
     source = Path(pysyncobj.syncobj.__file__).read_text()
     sent_types = set(re.findall(r"""['"]type['"]\s*:\s*['"](\w+)['"]""", source))
     assert sent_types == FLUSH_BEFORE | NO_FLUSH
-    assert replica._FLUSH_BEFORE == FLUSH_BEFORE
+    assert transport._FLUSH_BEFORE == FLUSH_BEFORE
 
 
 @pytest.mark.parametrize("kind", sorted(FLUSH_BEFORE))
@@ -171,7 +162,7 @@ def test_a_failed_flush_stops_the_node_before_the_message_leaves(
     monkeypatch.setattr(os, "_exit", fake_exit)
     with pytest.raises(Exited) as exited:
         harness.transport.send("node", {"type": "append_entries"})
-    assert exited.value.code == replica.EXIT_JOURNAL_FAILED == 74
+    assert exited.value.code == transport.EXIT_JOURNAL_FAILED == 74
     assert harness.sent == []
     fault.active = False  # the disk answers again, but the journal stays failed: its state is unknown
     with pytest.raises(Exited):
@@ -213,12 +204,3 @@ def test_the_transport_finds_the_journal_registered_for_its_journal_file(
     missing = SimpleNamespace(conf=SimpleNamespace(journalFile=str(tmp_path / "unregistered")))
     with pytest.raises(KeyError):
         FlushingTransport(missing, None, [])
-
-
-def test_pysyncobj_builds_the_registered_journal() -> None:
-    # QueueReplica registers the journal it opened; pysyncobj's createJournal seam must hand back that object.
-    assert pysyncobj.syncobj.createJournal is replica._create_journal
-    with pytest.raises(RuntimeError):
-        replica._create_journal(None)
-    with pytest.raises(RuntimeError):
-        replica._create_journal("/nonexistent/journal")

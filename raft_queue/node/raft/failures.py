@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pysyncobj import FAIL_REASON
 
-from api.backend import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
+from state_machine.contract import NoLeader, NotLeader, OutcomeUnknown, Overloaded, ReplicationError
+
+#: The reason pysyncobj gives a callback whose command committed (the node's code needs no pysyncobj import for it).
+SUCCESS: int = FAIL_REASON.SUCCESS
 
 # reason -> (error class, detail). SUCCESS is not a failure and is absent on purpose.
 _TABLE: dict[int, tuple[type[ReplicationError], str]] = {

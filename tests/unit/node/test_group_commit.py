@@ -1,7 +1,7 @@
 """GroupCommitter against a fake ``propose`` that stands in for QueueReplica.propose.
 
 The fake records every proposed entry; the test completes an entry by calling its callback from another thread
-(pysyncobj calls it on its tick thread) with what the replica would pass: ``state_machine.machine.Applied``
+(pysyncobj calls it on its tick thread) with what the replica would pass: ``state_machine.machine.AppliedEntry``
 from a real QueueStateMachine on MemoryKV, or a failure reason. Each test runs a real event loop (asyncio.run);
 waiting is done by polling with a deadline, never by sleeping and hoping.
 """
@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from pysyncobj import FAIL_REASON
 
-from api.backend import Applied, NoLeader, OutcomeUnknown, Overloaded, ReplicationError
 from api.parse import MAX_RECEIPTS
-from raft_queue.failures import failure_for
-from raft_queue.group_commit import GroupCommitter
+from raft_queue.node.group_commit import GroupCommitter
+from raft_queue.node.raft.failures import failure_for
 from state_machine.commands import Ack, Command, CreateQueue, Enqueue, Entry, NewMessage, decode_entry, encode_entry
 from state_machine.config import MAX_ATTRIBUTE_LEN, MAX_ATTRIBUTES, QueueConfig
+from state_machine.contract import Applied, NoLeader, OutcomeUnknown, Overloaded, ReplicationError
 from state_machine.kv import MemoryKV
 from state_machine.machine import QueueStateMachine
 from state_machine.records import make_receipt

@@ -1,20 +1,21 @@
-"""BackgroundSnapshots: pysyncobj's snapshot dump, written on a thread of its own instead of the tick thread.
+"""BackgroundSnapshots: pysyncobj's snapshot dump, written off the tick thread (by a process of its own).
 
 A dump of 1,000,000 queued messages is 2,000,004 keys, 358 MB, and took 3.6 s to write (measured,
 ``state_machine.snapshot.dump`` on RocksDB). On the tick thread that is 3.6 s without heartbeats: longer than the
 election timeout, so every compaction on a leader with a large backlog would cost an election, and HTTP reads
 wait for the state machine's lock meanwhile.
 
-How it plugs into pysyncobj 0.3.17 (``serializer`` + ``serializeChecker``, both called on the tick thread):
-- ``serializer(tmp, meta)`` takes a frozen copy of the state (a RocksDB checkpoint: hard links and a memtable
+How it plugs into pysyncobj 0.3.17 (``fsm.QueueFSM``'s ``serialize`` and ``check`` call ``start`` and ``poll``
+on the tick thread):
+- ``start(tmp, meta)`` takes a frozen copy of the state (a RocksDB checkpoint: hard links and a memtable
   flush, under the state machine's lock, so it is exactly the state at ``meta``'s last entry), starts a thread
   that writes the dump from that copy, and raises ``DumpStarted``. pysyncobj catches it and skips its own rename
   of ``tmp`` (nothing is there to rename); from then on it asks the checker, not its own bookkeeping.
-- The thread has ``<dump>.partial`` written and fsynced (by default by a process of its own,
-  ``raft_queue.dump_writer``, so that the dump's Python loop does not share the GIL with the tick thread), renames
-  it over the dump file and fsyncs the directory, in that order, then reports success. Only then does the checker
-  say ``SUCCESS``, and only then does pysyncobj trim the journal: the same order as a synchronous dump (a complete
-  dump is durable before any entry it covers is removed), so ``snapshots.deserialize``'s crash window is unchanged.
+- The thread has ``<dump>.partial`` written and fsynced (by default by a process of its own, ``dump_writer``, so
+  that the dump's Python loop does not share the GIL with the tick thread), renames it over the dump file and fsyncs
+  the directory, in that order, then reports success. Only then does the checker say ``SUCCESS``, and only then does
+  pysyncobj trim the journal: the same order as a synchronous dump (a complete dump is durable before any entry it
+  covers is removed), so ``fsm.QueueFSM.deserialize``'s crash window is unchanged.
 - While a dump runs the checker says ``SERIALIZING``: pysyncobj starts no other dump and sends no snapshot
   chunks (it does the same while its own forked dump runs).
 A crash mid-dump leaves ``<dump>.partial`` and the checkpoint directory; both are removed at the next start (the
@@ -36,7 +37,7 @@ from typing import Any
 
 from pysyncobj.config import SERIALIZER_STATE
 
-from state_machine import snapshot
+from raft_queue.node.raft import dump_writer
 from state_machine.kv import FrozenKV
 from state_machine.machine import QueueStateMachine
 
@@ -48,9 +49,9 @@ Writer = Callable[[FrozenKV, str, str, bytes], int]
 
 
 def write_in_process(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
-    """The default ``Writer``: ``raft_queue.dump_writer`` in a child process reads the checkpoint (read-only)."""
+    """The default ``Writer``: ``dump_writer`` in a child process reads the checkpoint (read-only)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "raft_queue.dump_writer", checkpoint_dir, path, str(os.getpid())],
+        [sys.executable, "-m", dump_writer.__name__, checkpoint_dir, path, str(os.getpid())],
         input=meta,
         capture_output=True,
         check=False,
@@ -59,11 +60,6 @@ def write_in_process(source: FrozenKV, checkpoint_dir: str, path: str, meta: byt
         detail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"the snapshot writer process exited with {proc.returncode}: {' | '.join(detail)}")
     return int(proc.stdout)
-
-
-def write_in_thread(source: FrozenKV, checkpoint_dir: str, path: str, meta: bytes) -> int:
-    """A ``Writer`` on the calling thread (for stores other than RocksDB, and for tests)."""
-    return snapshot.dump(source, path, meta)
 
 
 class DumpStarted(Exception):
@@ -102,8 +98,8 @@ class BackgroundSnapshots:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def serializer(self, tmp_path: str, meta: Any) -> None:
-        """pysyncobj's ``serializer`` hook (tick thread): freeze the state, dump it on a thread, raise."""
+    def start(self, tmp_path: str, meta: Any) -> None:
+        """Tick thread (``QueueFSM.serialize``): freeze the state, have it dumped on a thread, raise DumpStarted."""
         if self.running:  # pysyncobj asks the checker first, so this means a bug: never run two dumps
             raise RuntimeError("a snapshot dump is already running")
         self._remove_leftovers()
@@ -135,8 +131,8 @@ class BackgroundSnapshots:
         log.info("snapshot at raft index %d written (%d keys, %.2f s)", index, count, self.last_dump_s)
         self._state = SERIALIZER_STATE.SUCCESS
 
-    def checker(self) -> int:
-        """pysyncobj's ``serializeChecker`` hook (tick thread). SUCCESS and FAILED are reported once."""
+    def poll(self) -> int:
+        """Tick thread (``QueueFSM.check``): the dump's SERIALIZER_STATE. SUCCESS and FAILED are reported once."""
         state = self._state
         if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
             self._state = SERIALIZER_STATE.NOT_SERIALIZING
