@@ -129,6 +129,41 @@ def _first_ok_write_after(event: Event, writes: Sequence[Operation]) -> float | 
     return best
 
 
+@dataclass(frozen=True)
+class _Restarts:
+    """The all-node restarts of a history: the time to the first ok write after each, the start-fault events of
+    their windows, the restarts cut short by the next fault (event indices, not judged), and the judged times."""
+
+    seconds: list[float | None]
+    starts: set[int]
+    interrupted: list[int]
+    judged: list[float | None]
+
+    @staticmethod
+    def of(
+        history: Sequence[Event],
+        gaps: Sequence[Gap],
+        is_all_node_restart: Callable[[Json], bool],
+        max_restart_s: float | None,
+    ) -> _Restarts:
+        by_index = {g.event_index: g for g in gaps}
+        out = _Restarts([], set(), [], [])
+        start_times = sorted((e.index, e.time) for e in nemesis_events(history) if e.f == START_FAULT)
+        for w in fault_windows(history):
+            if is_all_node_restart(w.start.value) or (w.stop is not None and is_all_node_restart(w.stop.value)):
+                restarted = w.stop or w.start
+                seconds = by_index[restarted.index].seconds
+                out.seconds.append(seconds)
+                out.starts.add(w.start.index)
+                next_fault = next((t - restarted.time for i, t in start_times if i > restarted.index), None)
+                limit = max_restart_s if max_restart_s is not None else math.inf
+                if next_fault is not None and next_fault < min(limit, seconds if seconds is not None else math.inf):
+                    out.interrupted.append(restarted.index)
+                else:
+                    out.judged.append(seconds)
+        return out
+
+
 def check_availability(
     history: Sequence[Event],
     *,
@@ -144,24 +179,7 @@ def check_availability(
         for e in nemesis_events(history)
         if e.f in (START_FAULT, "stop-fault")
     ]
-    by_index = {g.event_index: g for g in gaps}
-    restart: list[float | None] = []
-    all_node_starts: set[int] = set()
-    interrupted: list[int] = []
-    judged: list[float | None] = []
-    start_times = sorted((e.index, e.time) for e in nemesis_events(history) if e.f == START_FAULT)
-    for w in fault_windows(history):
-        if is_all_node_restart(w.start.value) or (w.stop is not None and is_all_node_restart(w.stop.value)):
-            restarted = w.stop or w.start
-            seconds = by_index[restarted.index].seconds
-            restart.append(seconds)
-            all_node_starts.add(w.start.index)
-            next_fault = next((t - restarted.time for i, t in start_times if i > restarted.index), None)
-            limit = max_restart_s if max_restart_s is not None else math.inf
-            if next_fault is not None and next_fault < min(limit, seconds if seconds is not None else math.inf):
-                interrupted.append(restarted.index)
-            else:
-                judged.append(seconds)
+    restarts = _Restarts.of(history, gaps, is_all_node_restart, max_restart_s)
 
     def done(kind: str | None) -> list[float]:
         return [g.seconds for g in gaps if g.seconds is not None and (kind is None or g.f == kind)]
@@ -176,7 +194,7 @@ def check_availability(
         [
             g.seconds
             for g in gaps
-            if g.f == START_FAULT and g.seconds is not None and g.event_index not in all_node_starts
+            if g.f == START_FAULT and g.seconds is not None and g.event_index not in restarts.starts
         ]
     )
     failover_too_slow = (
@@ -184,25 +202,21 @@ def check_availability(
         if max_failover_p99_s is not None and failover.p99 is not None and failover.p99 > max_failover_p99_s
         else None
     )
-    slow_restarts = [r for r in judged if max_restart_s is not None and (r is None or r > max_restart_s)]
-    no_restart_measured = max_restart_s is not None and bool(restart) and not judged
+    slow_restarts = [r for r in restarts.judged if max_restart_s is not None and (r is None or r > max_restart_s)]
+    no_restart_measured = max_restart_s is not None and bool(restarts.seconds) and not restarts.judged
     return AvailabilityResult(
-        valid=not unrecovered
-        and not too_slow
-        and failover_too_slow is None
-        and not slow_restarts
-        and not no_restart_measured,
+        valid=not (unrecovered or too_slow or failover_too_slow is not None or slow_restarts or no_restart_measured),
         fault_events=len(gaps),
         after_start=stats(done(START_FAULT)),
         failover=failover,
         after_stop=stats(done("stop-fault")),
         overall=stats(done(None)),
-        all_node_restart_s=restart,
+        all_node_restart_s=restarts.seconds,
         gaps=gaps,
         unrecovered=unrecovered,
         too_slow=too_slow,
         failover_too_slow=failover_too_slow,
         slow_restarts=slow_restarts,
-        interrupted_restarts=interrupted,
+        interrupted_restarts=restarts.interrupted,
         no_restart_measured=no_restart_measured,
     )

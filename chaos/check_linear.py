@@ -1,85 +1,8 @@
 """Linearizability of a FIFO queue: a Wing & Gong search with Lowe's memoization (as in Porcupine and Knossos).
 
-**The model.** One queue, a sequence of values (message bodies), initially empty. Two operations:
-
-- ``enqueue(v) -> ok``: appends ``v``.
-- ``dequeue(m) -> [v1..vk]``: removes the first ``k`` values, which must be ``v1..vk`` in order, where
-  ``k = min(m, length)``: it takes ``m`` values, or all of them if fewer are ready. ``k = 0`` is "empty".
-
-**What in a history is an operation of the model.** For the chosen queue:
-
-- an ``enqueue`` is ``enqueue(body)``;
-- a ``receive`` with ``max_messages = m`` is ``dequeue(m)`` returning the bodies of the messages it leased, in the
-  order given. The receive is the point where the messages leave the ready set; the ack that follows (normally by
-  the same client at once) settles the delivery and changes nothing another consumer can observe. So the logical
-  "receive then ack" dequeue takes effect at the receive. The workload uses a visibility timeout longer than the
-  test and no delays, so a lease normally ends with its ack; see *Leases that run out* for when it does not.
-- with ``include_drain``, an ok ``drain`` is ``dequeue(everything)`` returning what it read (after every other op),
-  compared as a multiset: the drain is many receives, and a message whose lease runs out while it reads comes last.
-- acks are not operations, but their answers say which leases may have run out (below). ``create-queue`` and other
-  reads are ignored. ``nack``, ``extend`` and an enqueue with ``delay_s`` mean a message came back or was hidden in
-  ways the model does not follow: the history is outside the model, and the answer is ``"unknown"`` with the reason.
-
-**Leases that run out** (raft-queue's semantics: a message whose lease expires is ready again *at its old
-position*, the ready set being ordered by enqueue sequence, and its next delivery has a higher ``delivery_count``).
-A message whose delivery has ``delivery_count > 1`` (a *redelivery*) must be enqueued by one logical enqueue. In
-the model a dequeue that takes such a message may *lease* it instead of removing it; a leased message is invisible
-until it comes back, at the head of the queue (every ready message was behind it: see :func:`_search`), and is
-taken again by its next delivery. A take of a message leases it (rather than removing it) exactly when a later
-delivery of it is still to come, and that take may run out only if it is
-
-- a receive with an unknown outcome (its client never learnt the receipt, so nobody acked it), or
-- an ok receive whose receipt no ack certainly settled: no ack of it answered ``acked``. An ack with an unknown
-  outcome may or may not have taken effect (at most once): if the message is delivered again, it did not.
-
-A delivery with ``delivery_count = 1`` is the message's first lease: nothing took it before (so an unknown receive
-cannot have leased it earlier); one with ``delivery_count > 1`` in a receive had an earlier lease; in the drain it
-may also follow the drain's own expired lease, so it may or may not. (Counts are not checked beyond that.) An ack
-answered ``stale`` (the receipt is no longer valid) is explained when another ack of the same receipt that may have
-taken effect (unknown outcome, or ``acked``) was invoked before the answer came: the client retried an ack whose
-first attempt had an unknown outcome, and that attempt did ack it. Otherwise the lease ran out with the message not
-deleted: it must be delivered again (with a higher count); if it never is, the answer is ``False`` (kind
-``"lost"``) when an ok drain is included, and ``"unknown"`` (outside the model) without one.
-
-**Idempotent retries.** Enqueue requests with the same idempotency key and body are one logical enqueue (the
-server appends the message once and answers the retries ``duplicate``): it takes effect between the earliest invoke
-of a request that did not fail and the first ok answer, or is unknown if none was ok. Bodies should be unique per
-logical message (as for :mod:`chaos.check_queue`); repeated bodies are allowed but check slower and get no pruning.
-
-**Patterns first.** Four shapes of violation are looked for directly, in O(n log n) (:func:`_find_pattern`):
-*fresh* (a value dequeued that was never enqueued, or only after), *repeat* (dequeued twice, where no lease that
-ran out explains it), *fifo-order* (``a`` enqueued before ``b`` was invoked, yet ``b`` dequeued before ``a`` could
-have left) and *not-empty* (a dequeue that got fewer than it asked for while a value was certainly queued). Each
-alone proves the history is not linearizable, and the counterexample is just the 2-4 operations involved. (A
-*lost* message, above, is found from the acks before any of this.)
-
-**The search** (Lowe's refinement of Wing & Gong, as in Porcupine): walk a doubly linked list of call and return
-entries; linearize a call whose model step succeeds and whose (set of linearized ops, model state) has not been
-seen, lift it out of the list and start again from the head; at a return entry of an op not yet linearized,
-backtrack. It succeeds when every ``ok`` op is linearized (unknown ops may stay pending). Each loop iteration is a
-step; past ``max_steps`` the answer is ``"unknown"``. Exact prunings keep it fast on real histories (each is
-argued where it is coded, and the tests compare the checker with exhaustive searches, with and without leases, on
-thousands of small random histories): values no ok dequeue returned are indistinguishable in the state, and so are
-values only the drain returned; the part of the queue behind a first delivery only the drain returned is unordered;
-a first delivery returned by an ok dequeue cannot have been taken by an unknown one before; the enqueue order of
-values is fixed by the order of their first deliveries where that is known; interchangeable unknown ops go in
-invoke order; unknown enqueues of values returned later are ok ops ending at that return (and starting at the
-drain, if only the drain returned them); unknown enqueues of values never returned are dropped when unknown
-dequeues take one message each; then a value at the head that only an unknown dequeue can take is taken by the next
-one at once. The search tries ok ops first, then unknown ones, then enqueues of values only unknown dequeues (or
-the drain) can take.
-
-**Performance** (measured on simulated histories): with ``max_messages = 1`` and up to 8 concurrent clients,
-including 10-30 % unknown outcomes, 200 ops take a few thousand steps (milliseconds). With leases that run out as
-in the workload (3 writers, 2 consumers, acks retried, long leases, the drain at the end), 1000 ops with 30 %
-unknown outcomes and about 100 redelivered messages take under 100 000 steps (a fraction of a second). Unknown
-receives of several messages at once, many more concurrent clients, or leases that run out again and again during
-the test (messages delivered many times) can cost far more and may end "unknown".
-
-**Counterexample** (from the search, when no pattern applied). A binary search over the completion events finds
-the shortest prefix of the history that is already not linearizable (ops completing later count as pending in a
-prefix; the property is monotone in the prefix). The report names the op whose completion broke it, the ops of that
-prefix, and the deepest partial linearization an unpruned search found for it, with the queue it leaves.
+Checks each queue of a recorded history against a FIFO queue model: the model, how a history maps onto it
+(leases that run out, idempotent retries), the violation patterns tried first, the search and its exact
+prunings, and how a counterexample is found are described in chaos/DESIGN.md, "The linearizability checker".
 """
 
 from __future__ import annotations
@@ -176,7 +99,7 @@ def _redelivered(ops: Sequence[QueueOp]) -> set[str]:
 @dataclass(frozen=True)
 class Counterexample:
     #: "fresh", "repeat", "fifo-order", "not-empty" (a pattern, see :func:`_find_pattern`), "search", or "lost" (a
-    #: stale ack no earlier attempt explains, and the message never delivered again: see the module's docstring)
+    #: stale ack no earlier attempt explains, and the message never delivered again: see chaos/DESIGN.md)
     kind: str
     #: the op that cannot be explained, and its completion event
     failing_op: str
@@ -252,7 +175,7 @@ def queue_ops(
     request that did not fail, and no later than the first ok answer; with no ok answer its outcome is unknown.
 
     Each known dequeue carries the delivery counts of what it returned, and whether an ack certainly settled each
-    lease (see the module's *Leases that run out*). Messages certainly lost are reported by
+    lease (see *Leases that run out* in chaos/DESIGN.md). Messages certainly lost are reported by
     :func:`check_queue_linearizable`, not here.
     """
     got = _extract(history, queue, include_drain=include_drain)
@@ -260,80 +183,109 @@ def queue_ops(
 
 
 def _extract(history: Sequence[Event] | Sequence[Operation], queue: str, *, include_drain: bool) -> _Extracted:
-    out: list[QueueOp] = []
-    keyed: dict[tuple[str, str], list[Operation]] = {}
-    outside: list[str] = []
-    #: receipt -> (index in out of the ok receive that returned it, position in its result)
-    receipts: dict[str, tuple[int, int]] = {}
-    #: receipt -> every ack that may have reached the server: (ack, its answer for the receipt, None if unknown)
-    attempts: dict[str, list[tuple[Operation, str | None]]] = {}
-    drain_at: int | None = None
+    reader = _Reader(include_drain=include_drain)
     for op in as_operations(history):
-        if op.queue != queue or op.type == "fail":
-            continue
-        known = op.type == "ok"
-        ret = op.end
+        if op.queue == queue and op.type != "fail":
+            reader.read(op)
+    return reader.finish()
+
+
+class _Reader:
+    """Reads one queue's operations (see :func:`_extract`), in invoke order, into model ops."""
+
+    def __init__(self, *, include_drain: bool) -> None:
+        self.include_drain = include_drain
+        self.out: list[QueueOp] = []
+        #: (idempotency key, body) -> the enqueue requests with that key: one logical enqueue
+        self.keyed: dict[tuple[str, str], list[Operation]] = {}
+        self.outside: list[str] = []
+        #: receipt -> (index in out of the ok receive that returned it, position in its result)
+        self.receipts: dict[str, tuple[int, int]] = {}
+        #: receipt -> every ack that may have reached the server: (ack, its answer for the receipt, None if unknown)
+        self.attempts: dict[str, list[tuple[Operation, str | None]]] = {}
+        self.drain_at: int | None = None
+
+    def read(self, op: Operation) -> None:
         if op.f == "enqueue":
-            inv = op.invoke.value
-            if isinstance(inv, dict) and inv.get("delay_s") not in (None, 0, 0.0):
-                outside.append(f"{op.describe()} has a delay")
-            v = enqueue_value(op)
-            if v.key is not None:
-                keyed.setdefault((v.key, v.body), []).append(op)
-            else:
-                out.append(QueueOp(0, op.process, "enqueue", (v.body,), 1, known, op.start, ret))
-        elif op.f == "receive" or (op.f == "drain" and include_drain and known):
-            got = deliveries(op)
-            values = tuple(d.body for d in got)
-            counts = tuple(max(1, d.delivery_count or 1) for d in got)
-            if op.f == "drain":
-                drain_at = len(out)
-                m = 0
-            else:
-                m = receive_max_messages(op)
-                for pos, d in enumerate(got):
-                    if d.receipt is not None:
-                        receipts[d.receipt] = (len(out), pos)
-            counted = counts if any(c > 1 for c in counts) else ()
-            out.append(QueueOp(0, op.process, "dequeue", values, m, known, op.start, ret, counts=counted))
+            self._enqueue(op)
+        elif op.f == "receive" or (op.f == "drain" and self.include_drain and op.type == "ok"):
+            self._dequeue(op)
         elif op.f in ("nack", "extend"):
-            outside.append(f"{op.describe()} is outside the model")
+            self.outside.append(f"{op.describe()} is outside the model")
         elif op.f == "ack":
             if op.ok:
                 for r, outcome in settle_outcomes(op):
-                    attempts.setdefault(r, []).append((op, outcome))
+                    self.attempts.setdefault(r, []).append((op, outcome))
             else:
                 for r in settle_receipts(op):
-                    attempts.setdefault(r, []).append((op, None))
+                    self.attempts.setdefault(r, []).append((op, None))
 
-    settled, lost, unexplained = _read_acks(out, receipts, attempts, has_drain=drain_at is not None)
-    outside.extend(unexplained)
-    for i, qop in enumerate(out):
-        if qop.kind == "dequeue" and qop.known and qop.max_messages != 0:
-            flags = tuple((i, pos) in settled for pos in range(len(qop.values)))
-            if any(flags):
-                out[i] = replace(qop, settled=flags)
-    drain = out[drain_at] if drain_at is not None else None
+    def _enqueue(self, op: Operation) -> None:
+        inv = op.invoke.value
+        if isinstance(inv, dict) and inv.get("delay_s") not in (None, 0, 0.0):
+            self.outside.append(f"{op.describe()} has a delay")
+        v = enqueue_value(op)
+        if v.key is not None:
+            self.keyed.setdefault((v.key, v.body), []).append(op)
+        else:
+            self.out.append(QueueOp(0, op.process, "enqueue", (v.body,), 1, op.type == "ok", op.start, op.end))
 
-    for (_, body), tries in keyed.items():
-        oks = [a for a in tries if a.ok and a.end is not None]
-        first_ok = min(oks, key=lambda a: a.end or 0) if oks else None
-        process = first_ok.process if first_ok else tries[0].process
-        call = min(a.start for a in tries)
-        ret = first_ok.end if first_ok else None
-        out.append(QueueOp(0, process, "enqueue", (body,), 1, first_ok is not None, call, ret, len(tries)))
-    enqueued = Counter(q.values[0] for q in out if q.kind == "enqueue")
-    again = sorted(
-        {v for q in out if q.kind == "dequeue" and q.known for p, v in enumerate(q.values) if q.count(p) > 1}
-    )
-    outside.extend(
-        f"{v!r} was delivered again (delivery_count > 1) but enqueued by {enqueued[v]} logical enqueues: "
-        "redeliveries are followed only for bodies enqueued once"
-        for v in again
-        if enqueued[v] > 1
-    )
-    out.sort(key=lambda o: o.call)
-    return _Extracted([replace(op, id=i) for i, op in enumerate(out)], outside, lost, drain)
+    def _dequeue(self, op: Operation) -> None:
+        got = deliveries(op)
+        values = tuple(d.body for d in got)
+        counts = tuple(max(1, d.delivery_count or 1) for d in got)
+        if op.f == "drain":
+            self.drain_at = len(self.out)
+            m = 0
+        else:
+            m = receive_max_messages(op)
+            for pos, d in enumerate(got):
+                if d.receipt is not None:
+                    self.receipts[d.receipt] = (len(self.out), pos)
+        counted = counts if any(c > 1 for c in counts) else ()
+        known = op.type == "ok"
+        self.out.append(QueueOp(0, op.process, "dequeue", values, m, known, op.start, op.end, counts=counted))
+
+    def finish(self) -> _Extracted:
+        out = self.out
+        settled, lost, unexplained = _read_acks(out, self.receipts, self.attempts, has_drain=self.drain_at is not None)
+        self.outside.extend(unexplained)
+        for i, qop in enumerate(out):
+            if qop.kind == "dequeue" and qop.known and qop.max_messages != 0:
+                flags = tuple((i, pos) in settled for pos in range(len(qop.values)))
+                if any(flags):
+                    out[i] = replace(qop, settled=flags)
+        drain = out[self.drain_at] if self.drain_at is not None else None
+        out.extend(self._logical_enqueues())
+        self.outside.extend(self._redelivered_outside())
+        out.sort(key=lambda o: o.call)
+        return _Extracted([replace(op, id=i) for i, op in enumerate(out)], self.outside, lost, drain)
+
+    def _logical_enqueues(self) -> list[QueueOp]:
+        """One op per idempotency key: see :func:`queue_ops`."""
+        enqueues: list[QueueOp] = []
+        for (_, body), tries in self.keyed.items():
+            oks = [a for a in tries if a.ok and a.end is not None]
+            first_ok = min(oks, key=lambda a: a.end or 0) if oks else None
+            process = first_ok.process if first_ok else tries[0].process
+            call = min(a.start for a in tries)
+            ret = first_ok.end if first_ok else None
+            enqueues.append(QueueOp(0, process, "enqueue", (body,), 1, first_ok is not None, call, ret, len(tries)))
+        return enqueues
+
+    def _redelivered_outside(self) -> list[str]:
+        """Redeliveries of a body more than one logical enqueue appended, which the model does not follow."""
+        out = self.out
+        enqueued = Counter(q.values[0] for q in out if q.kind == "enqueue")
+        again = sorted(
+            {v for q in out if q.kind == "dequeue" and q.known for p, v in enumerate(q.values) if q.count(p) > 1}
+        )
+        return [
+            f"{v!r} was delivered again (delivery_count > 1) but enqueued by {enqueued[v]} logical enqueues: "
+            "redeliveries are followed only for bodies enqueued once"
+            for v in again
+            if enqueued[v] > 1
+        ]
 
 
 def _read_acks(
@@ -457,6 +409,13 @@ def _gates(ops: Sequence[QueueOp]) -> list[int]:
       is the order within a drain's result, which is not FIFO order.
     """
     gate = [0] * len(ops)
+    _gate_interchangeable(ops, gate)
+    _gate_fifo(ops, gate)
+    return gate
+
+
+def _gate_interchangeable(ops: Sequence[QueueOp], gate: list[int]) -> None:
+    """Interchangeable unknown ops go in invoke order."""
     returned = {v for op in ops if op.kind == "dequeue" and op.known for v in op.values}
     last_of: dict[int, int] = {}
     for i, op in enumerate(ops):
@@ -469,6 +428,10 @@ def _gates(ops: Sequence[QueueOp]) -> list[int]:
         if cls in last_of:
             gate[i] |= 1 << last_of[cls]
         last_of[cls] = i
+
+
+def _gate_fifo(ops: Sequence[QueueOp], gate: list[int]) -> None:
+    """Values that left the queue first were enqueued first."""
     enq_of: dict[str, list[int]] = {}
     deq_of: dict[str, list[tuple[int, int]]] = {}  # value -> [(dequeue op, position in its result)]
     first_of: dict[str, list[tuple[int, int]]] = {}  # the same, for first deliveries
@@ -480,6 +443,7 @@ def _gates(ops: Sequence[QueueOp]) -> list[int]:
                 deq_of.setdefault(v, []).append((i, pos))
                 if op.count(pos) <= 1:
                     first_of.setdefault(v, []).append((i, pos))
+    #: (the enqueue of a, (the dequeue of its first delivery, a's position in its result))
     unique = [(enq_of[v][0], first_of[v][0]) for v in enq_of if len(enq_of[v]) == 1 and len(first_of.get(v, ())) == 1]
     if not any(op.kind == "dequeue" and not op.known for op in ops):
         # nothing can remove a value no ok dequeue returned: it stays behind every value that is dequeued
@@ -489,6 +453,12 @@ def _gates(ops: Sequence[QueueOp]) -> list[int]:
         for i, op in enumerate(ops):
             if op.kind == "enqueue" and op.values[0] not in deq_of:
                 gate[i] |= observed
+    _gate_left_first(ops, unique, gate)
+
+
+def _gate_left_first(ops: Sequence[QueueOp], unique: list[tuple[int, tuple[int, int]]], gate: list[int]) -> None:
+    """For unique values with a first delivery (see :func:`_gate_fifo`): ``a`` left first, so it was enqueued
+    first."""
     # a left first -> a was enqueued first: one dequeue returned a before b ...
     in_one: dict[int, list[tuple[int, int]]] = {}
     for ea, (da, pa) in unique:
@@ -507,7 +477,6 @@ def _gates(ops: Sequence[QueueOp]) -> list[int]:
         prefix_or.append(prefix_or[-1] | 1 << ea)
     for eb, (db, _) in unique:
         gate[eb] |= prefix_or[bisect.bisect_left(rets, ops[db].call)] & ~(1 << eb)
-    return gate
 
 
 UNOBSERVED = "*"
@@ -516,6 +485,100 @@ DRAINED = "+"
 #: in a state: a value only the drain read, not for the first time
 DRAINED_AGAIN = "++"
 State = tuple[int, ...]
+
+
+class _Entries:
+    """The doubly linked list of call and return entries the search walks, in time order (Porcupine's). Entry
+    ``2n`` is the head and ``2n + 1`` the tail; a linearized op's two entries are lifted out, and put back when the
+    search backtracks."""
+
+    def __init__(self, ops: Sequence[QueueOp]) -> None:
+        n = len(ops)
+        inf = float("inf")
+        keyed = sorted(
+            [(float(op.call), 0, i) for i, op in enumerate(ops)]
+            + [(float(op.ret) if op.known and op.ret is not None else inf, 1, i) for i, op in enumerate(ops)]
+        )
+        self.head, self.tail = 2 * n, 2 * n + 1
+        self.nxt = [0] * (2 * n + 2)
+        self.prv = [0] * (2 * n + 2)
+        self.entry_op = [0] * (2 * n)
+        self.is_call = [False] * (2 * n)
+        call_pos = [0] * n
+        ret_pos = [0] * n
+        for pos, (_, kind, i) in enumerate(keyed):
+            self.entry_op[pos] = i
+            self.is_call[pos] = kind == 0
+            if kind == 0:
+                call_pos[i] = pos
+            else:
+                ret_pos[i] = pos
+        chain = [self.head, *range(2 * n), self.tail]
+        for a, b in itertools.pairwise(chain):
+            self.nxt[a] = b
+            self.prv[b] = a
+        #: call entry -> its return entry
+        self.match = [0] * (2 * n)
+        for i in range(n):
+            self.match[call_pos[i]] = ret_pos[i]
+
+    def first(self) -> int:
+        return self.nxt[self.head]
+
+    def lift(self, entry: int) -> None:
+        """Lifts a call entry and its return out of the list."""
+        nxt, prv, r = self.nxt, self.prv, self.match[entry]
+        nxt[prv[entry]] = nxt[entry]
+        prv[nxt[entry]] = prv[entry]
+        nxt[prv[r]] = nxt[r]
+        prv[nxt[r]] = prv[r]
+
+    def restore(self, entry: int) -> None:
+        """Puts back what :meth:`lift` took out (the reverse order of the lifts)."""
+        nxt, prv, r = self.nxt, self.prv, self.match[entry]
+        nxt[prv[r]] = r
+        prv[nxt[r]] = r
+        nxt[prv[entry]] = entry
+        prv[nxt[entry]] = entry
+
+
+@dataclass(frozen=True)
+class _Coding:
+    """The values of a search coded as small integers (see :func:`_code_values`)."""
+
+    codes: dict[str, int]
+    #: code -> the value, or UNOBSERVED, DRAINED or DRAINED_AGAIN for the merged ones
+    names: list[str]
+    merged: list[bool]
+
+    def new_code(self, name: str, *, merged: bool) -> int:
+        self.names.append(name)
+        self.merged.append(merged)
+        return len(self.names) - 1
+
+
+def _code_values(ops: Sequence[QueueOp], enqueues: Counter[str], *, prune: bool) -> _Coding:
+    """Values no ok dequeue returned are all coded 0: nothing can tell them apart (an unknown dequeue takes whatever
+    is at the head), and merging them keeps states that differ only in their order from being searched twice.
+    Likewise the values enqueued once that only the drain read: the first deliveries among them stay in the queue
+    until the drain (nothing else can take them, see ``pinned``); the others too, or an unknown dequeue leased
+    them. The drain takes them all whatever their order, from the queue or back from a lease. (Two codes.)"""
+    returns = Counter(value for op in ops if op.kind == "dequeue" and op.known for value in op.values)
+    coding = _Coding({}, [UNOBSERVED], [False])
+    for op in ops:
+        if (op.kind == "dequeue" and op.known) or not prune:
+            drained = [0, 0]
+            for pos, value in enumerate(op.values):
+                if value in coding.codes:
+                    continue
+                if prune and op.max_messages == 0 and enqueues[value] == returns[value] == 1:
+                    first = op.count(pos) <= 1
+                    if not drained[first]:
+                        drained[first] = coding.new_code(DRAINED if first else DRAINED_AGAIN, merged=True)
+                    coding.codes[value] = drained[first]
+                else:
+                    coding.codes[value] = coding.new_code(value, merged=False)
+    return coding
 
 
 def _search(ops: Sequence[QueueOp], max_steps: int, *, prune: bool = True) -> _Outcome:
@@ -535,141 +598,211 @@ def _search(ops: Sequence[QueueOp], max_steps: int, *, prune: bool = True) -> _O
       as well not have taken effect (or, taking ``m > 1``, taken fewer ready values: so an unknown dequeue of
       ``m`` may take any number of ready values from ``m - (leased count)`` to ``m``).
     """
-    n = len(ops)
-    inf = float("inf")
-    keyed = sorted(
-        [(float(op.call), 0, i) for i, op in enumerate(ops)]
-        + [(float(op.ret) if op.known and op.ret is not None else inf, 1, i) for i, op in enumerate(ops)]
-    )
-    head, tail = 2 * n, 2 * n + 1
-    nxt = [0] * (2 * n + 2)
-    prv = [0] * (2 * n + 2)
-    entry_op = [0] * (2 * n)
-    is_call = [False] * (2 * n)
-    call_pos = [0] * n
-    ret_pos = [0] * n
-    for pos, (_, kind, i) in enumerate(keyed):
-        entry_op[pos] = i
-        is_call[pos] = kind == 0
-        if kind == 0:
-            call_pos[i] = pos
+    return _Search(ops, prune=prune).run(max_steps)
+
+
+class _Search:
+    """One run of :func:`_search`: the tables it reads, built once from the ops, and the state it walks."""
+
+    def __init__(self, ops: Sequence[QueueOp], *, prune: bool) -> None:
+        n = len(ops)
+        self.entries = _Entries(ops)
+        self.gate = _gates(ops) if prune else [0] * n
+        self.kinds = [op.kind == "enqueue" for op in ops]
+        self.maxm = [op.max_messages for op in ops]
+        self.known = [op.known for op in ops]
+        self.bits = [1 << i for i in range(n)]
+        enqueues = Counter(op.values[0] for op in ops if op.kind == "enqueue")
+        coding = _code_values(ops, enqueues, prune=prune)
+        self.names, self.merged = coding.names, coding.merged
+        self.vals = [tuple(coding.codes.get(value, 0) for value in op.values) for op in ops]
+        self.drain_vals = [tuple(sorted(v)) for v in self.vals]
+        self._read_leases(ops, coding.codes)
+        self._read_pruning(enqueues, coding.codes, prune=prune)
+        # the state of the walk
+        self.ready: State = ()
+        self.leased: State = ()
+        self.linearized = 0
+        self.remaining = sum(self.known)
+        #: the only candidate at this node (see :meth:`_only_candidate`), or -1
+        self.only = -1
+        #: (lifted call entry, queue before it, pass it was tried in)
+        self.stack: list[tuple[int, State, State, int]] = []
+        self.cache: set[tuple[int, State, State]] = set()
+        self.best: list[int] = []
+        self.best_state: State = ()
+        self.entry = self.entries.first()
+        self.phase = 0
+
+    def _read_leases(self, ops: Sequence[QueueOp], codes: dict[str, int]) -> None:
+        """The tables about values delivered again, which may be leased: taken, and back at the head before their
+        next delivery."""
+        n, kinds, known, vals = len(ops), self.kinds, self.known, self.vals
+        self.again = again = [False] * len(self.names)
+        for value in _redelivered(ops):
+            again[codes[value]] = True
+        #: for a value delivered again: the ok dequeues that deliver it
+        self.delivered_by = [0] * len(self.names)
+        self.first_delivery = [False] * len(self.names)
+        for i, op in enumerate(ops):
+            if kinds[i] or not known[i]:
+                continue
+            for pos, c in enumerate(vals[i]):
+                self.delivered_by[c] |= self.bits[i]
+                self.first_delivery[c] = self.first_delivery[c] or op.count(pos) <= 1
+        #: known dequeues that deliver a value that may be leased: the slow path
+        self.leasing = [not kinds[i] and known[i] and any(again[c] for c in vals[i]) for i in range(n)]
+        #: per position: 0 the value was never taken before (delivery_count 1), 1 it was (a receive's redelivery),
+        #: 2 either (the drain's: its own expired lease may explain the count)
+        self.source = [
+            tuple(
+                0 if op.count(p) <= 1 or not again[c] else 2 if op.max_messages == 0 else 1
+                for p, c in enumerate(vals[i])
+            )
+            for i, op in enumerate(ops)
+        ]
+        self.settled = [tuple(op.lease_settled(p) for p in range(len(op.values))) for op in ops]
+        # Unknown dequeues of several values can take fewer ready values when leased ones come back first: try each.
+        self.several = [not kinds[i] and not known[i] and self.maxm[i] != 1 and any(again) for i in range(n)]
+
+    def _read_pruning(self, enqueues: Counter[str], codes: dict[str, int], *, prune: bool) -> None:
+        """The tables of the exact prunings, and the pass each op is tried in."""
+        n, names, merged, kinds, known = len(self.kinds), self.names, self.merged, self.kinds, self.known
+        # A value enqueued once whose first lease an ok dequeue returned (delivery_count 1) was in the ready queue
+        # until that dequeue: an unknown dequeue that would take it cannot be part of a linearization.
+        self.pinned = [False] * len(names)
+        for value, c in codes.items():
+            self.pinned[c] = prune and enqueues[value] == 1 and self.first_delivery[c]
+        # A value only the drain read, for the first time, stays in the queue until the drain, and so does
+        # everything behind it: only the drain takes those, whatever their order. So what is behind it is kept
+        # sorted.
+        self.frozen = [merged[c] and names[c] == DRAINED for c in range(len(names))]
+        self.any_frozen = any(self.frozen)
+        # A value at the head that no ok dequeue can take (one no ok dequeue returned, or one only the drain read,
+        # not for the first time) leaves through the next unknown dequeue to take effect, if any. When every unknown
+        # dequeue takes one value, that is the next one in the gate order (invoke order), and it may as well take
+        # effect at once: until it does no other value can leave, and with the head gone each later step is as
+        # possible as before (the drain takes such a value back from its lease). So at such a node it is the only
+        # candidate.
+        unknown_takes = [c == 0 or (merged[c] and not self.frozen[c]) for c in range(len(names))]
+        self.clears_head = [False] * len(names)
+        if prune and all(self.maxm[i] == 1 for i in range(n) if not kinds[i] and not known[i]):
+            self.clears_head = unknown_takes
+        # Each node scans the candidates (the calls before the first return entry) in three passes: ok ops, then
+        # unknown ones, then enqueues of values no dequeue returned, or only the drain not for the first time (best
+        # placed late: ahead of others, they would have to be taken by an unknown dequeue). The order changes only
+        # how soon a valid history is explained.
+        self.phase_of = [0 if known[i] else 1 for i in range(n)]
+        for i in range(n):
+            if kinds[i] and unknown_takes[self.vals[i][0]]:
+                self.phase_of[i] = 2
+
+    def run(self, max_steps: int) -> _Outcome:
+        entries = self.entries
+        steps = 0
+        while self.remaining:
+            steps += 1
+            if steps > max_steps:
+                return _Outcome("unknown", steps, self.best, self._named(self.best_state))
+            if entries.is_call[self.entry]:
+                if not self._linearize(self.entry):
+                    self.entry = entries.nxt[self.entry]
+            elif self.phase < 2:
+                # the first return entry: this pass over the candidates is done; the next one
+                self.phase += 1
+                self.entry = entries.first()
+            elif self.stack:
+                # the return of an op not linearized yet: nothing before it can be tried any more
+                self._backtrack()
+            else:
+                return _Outcome("fail", steps, self.best, self._named(self.best_state))
+        return _Outcome("ok", steps, [entries.entry_op[e] for e, _, _, _ in self.stack], self._named(self.ready))
+
+    def _named(self, state: State) -> list[str]:
+        return [self.names[c] for c in state]
+
+    def _linearize(self, entry: int) -> bool:
+        """Linearizes the op of a call entry, if it is a candidate in this pass and takes the model to a state not
+        seen yet with the same ops linearized; then the next node starts at the head."""
+        i = self.entries.entry_op[entry]
+        gate = self.gate[i]
+        if self.phase_of[i] != self.phase or self.linearized & gate != gate or (self.only >= 0 and entry != self.only):
+            return False
+        new_lin = self.linearized | self.bits[i]
+        chosen = next(((r, le) for r, le in self._options(i) if (new_lin, r, le) not in self.cache), None)
+        if chosen is None:
+            return False
+        self.cache.add((new_lin, *chosen))
+        self.stack.append((entry, self.ready, self.leased, self.phase))
+        self.ready, self.leased = chosen
+        self.linearized = new_lin
+        self.entries.lift(entry)
+        if self.known[i]:
+            self.remaining -= 1
+        if len(self.stack) > len(self.best):
+            self.best = [self.entries.entry_op[e] for e, _, _, _ in self.stack]
+            self.best_state = self.ready
+        self.entry = self.entries.first()
+        self.only = self._only_candidate()
+        self.phase = 0 if self.only < 0 else self.phase_of[self.entries.entry_op[self.only]]
+        return True
+
+    def _backtrack(self) -> None:
+        entry, self.ready, self.leased, self.phase = self.stack.pop()
+        i = self.entries.entry_op[entry]
+        self.linearized &= ~self.bits[i]
+        if self.known[i]:
+            self.remaining += 1
+        self.entries.restore(entry)
+        self.only = self._only_candidate()
+        # an op with several options is tried again: its next option not tried yet from here, if any
+        self.entry = entry if self.several[i] else self.entries.nxt[entry]
+
+    def _options(self, i: int) -> list[tuple[State, State]]:
+        """The (ready, leased) states op ``i`` can lead to from the current one; none: it cannot take effect now."""
+        ready, leased, v = self.ready, self.leased, self.vals[i]
+        if self.kinds[i]:
+            at = next((p for p, c in enumerate(ready) if self.frozen[c]), -1) if self.any_frozen else -1
+            if at < 0:
+                return [(ready + v, leased)]
+            return [(ready[: at + 1] + tuple(sorted(ready[at + 1 :] + v)), leased)]
+        if not self.known[i]:
+            return self._take_unknown(i)
+        if self.leasing[i]:
+            taken = self._take_known(i)
+            return [taken] if taken is not None else []
+        k = len(v)
+        m = self.maxm[i]
+        if m == 0:
+            ok = len(ready) == k and tuple(sorted(ready)) == self.drain_vals[i]
         else:
-            ret_pos[i] = pos
-    chain = [head, *range(2 * n), tail]
-    for a, b in itertools.pairwise(chain):
-        nxt[a] = b
-        prv[b] = a
-    match = [0] * (2 * n)
-    for i in range(n):
-        match[call_pos[i]] = ret_pos[i]
+            ok = k <= m and ready[:k] == v and (len(ready) == k or k == m)
+        return [(ready[k:], leased)] if ok else []
 
-    gate = _gates(ops) if prune else [0] * n
-    kinds = [op.kind == "enqueue" for op in ops]
-    # Values no ok dequeue returned are all coded 0: nothing can tell them apart (an unknown dequeue takes whatever
-    # is at the head), and merging them keeps states that differ only in their order from being searched twice.
-    # Likewise the values enqueued once that only the drain read: the first deliveries among them stay in the queue
-    # until the drain (nothing else can take them, see ``pinned``); the others too, or an unknown dequeue leased
-    # them. The drain takes them all whatever their order, from the queue or back from a lease. (Two codes.)
-    enqueues = Counter(op.values[0] for op in ops if op.kind == "enqueue")
-    returns = Counter(value for op in ops if op.kind == "dequeue" and op.known for value in op.values)
-    codes: dict[str, int] = {}
-    names = [UNOBSERVED]
-    merged: list[bool] = [False]
-    for op in ops:
-        if (op.kind == "dequeue" and op.known) or not prune:
-            drained = [0, 0]
-            for pos, value in enumerate(op.values):
-                if value in codes:
-                    continue
-                if prune and op.max_messages == 0 and enqueues[value] == returns[value] == 1:
-                    first = op.count(pos) <= 1
-                    if not drained[first]:
-                        drained[first] = len(names)
-                        names.append(DRAINED if first else DRAINED_AGAIN)
-                        merged.append(True)
-                    codes[value] = drained[first]
-                else:
-                    codes[value] = len(names)
-                    names.append(value)
-                    merged.append(False)
-    vals = [tuple(codes.get(value, 0) for value in op.values) for op in ops]
-    drain_vals = [tuple(sorted(v)) for v in vals]
-    maxm = [op.max_messages for op in ops]
-    known = [op.known for op in ops]
-    bits = [1 << i for i in range(n)]
-    # Values delivered again may be leased: taken, and back at the head before their next delivery.
-    again = [False] * len(names)
-    for value in _redelivered(ops):
-        again[codes[value]] = True
-    #: for a value delivered again: the ok dequeues that deliver it
-    delivered_by = [0] * len(names)
-    first_delivery = [False] * len(names)
-    for i, op in enumerate(ops):
-        if kinds[i] or not known[i]:
-            continue
-        for pos, c in enumerate(vals[i]):
-            delivered_by[c] |= bits[i]
-            first_delivery[c] = first_delivery[c] or op.count(pos) <= 1
-    #: known dequeues that deliver a value that may be leased: the slow path
-    leasing = [not kinds[i] and known[i] and any(again[c] for c in vals[i]) for i in range(n)]
-    #: per position: 0 the value was never taken before (delivery_count 1), 1 it was (a receive's redelivery),
-    #: 2 either (the drain's: its own expired lease may explain the count)
-    source = [
-        tuple(
-            0 if op.count(p) <= 1 or not again[c] else 2 if op.max_messages == 0 else 1 for p, c in enumerate(vals[i])
-        )
-        for i, op in enumerate(ops)
-    ]
-    settled = [tuple(op.lease_settled(p) for p in range(len(op.values))) for op in ops]
-    # Unknown dequeues of several values can take fewer ready values when leased ones come back first: try each.
-    several = [not kinds[i] and not known[i] and maxm[i] != 1 and any(again) for i in range(n)]
-    # A value enqueued once whose first lease an ok dequeue returned (delivery_count 1) was in the ready queue
-    # until that dequeue: an unknown dequeue that would take it cannot be part of a linearization.
-    pinned = [False] * len(names)
-    for value, c in codes.items():
-        pinned[c] = prune and enqueues[value] == 1 and first_delivery[c]
-
-    # A value only the drain read, for the first time, stays in the queue until the drain, and so does everything
-    # behind it: only the drain takes those, whatever their order. So what is behind it is kept sorted.
-    frozen = [merged[c] and names[c] == DRAINED for c in range(len(names))]
-    any_frozen = any(frozen)
-
-    def canonical(leased: State) -> State:
+    def _canonical(self, leased: State) -> State:
         """Merged codes go last in the leased tuple (their order there does not matter: only a drain takes them)."""
+        merged = self.merged
         if not any(merged[c] for c in leased):
             return leased
         return tuple(c for c in leased if not merged[c]) + tuple(c for c in leased if merged[c])
 
-    def take_known(i: int, ready: State, leased: State, linearized: int) -> tuple[State, State] | None:
-        """A known dequeue that delivers a value that may be leased (else it is done inline)."""
-        v, m, k = vals[i], maxm[i], len(vals[i])
-        done = linearized | bits[i]
-        if m == 0:
-            # everything ready, and values leased before whose lease ran out (several may share a merged code)
-            pool = list(ready)
-            spare = list(leased)
-            for c, src in zip(v, source[i], strict=True):
-                if c in pool:
-                    pool.remove(c)
-                elif src == 2 and c in spare:
-                    spare.remove(c)
-                else:
-                    return None
-            if pool or any(again[c] and delivered_by[c] & ~done for c in v):
-                return None  # (the drain ends its leases: nothing it took is delivered again)
-            return (), tuple(spare)
-        back = [c for c, src in zip(v, source[i], strict=True) if src == 1]
-        if k > m or any(c not in leased for c in back):
+    def _take_known(self, i: int) -> tuple[State, State] | None:
+        """A known dequeue that delivers a value that may be leased (else :meth:`_options` does it)."""
+        if self.maxm[i] == 0:
+            return self._drain_leased(i)
+        v, m, k = self.vals[i], self.maxm[i], len(self.vals[i])
+        back = [c for c, src in zip(v, self.source[i], strict=True) if src == 1]
+        if k > m or any(c not in self.leased for c in back):
             return None
-        front = tuple(c for c in leased if c in back) + ready
+        front = tuple(c for c in self.leased if c in back) + self.ready
         if front[:k] != v or (len(front) != k and k != m):
             return None
-        new_ready = front[k:]
-        new_leased = list(leased)
-        for c, final in zip(v, settled[i], strict=True):
-            if not again[c]:
+        done = self.linearized | self.bits[i]
+        new_leased = list(self.leased)
+        for c, final in zip(v, self.settled[i], strict=True):
+            if not self.again[c]:
                 continue
-            if delivered_by[c] & ~done:
+            if self.delivered_by[c] & ~done:
                 # delivered again later: this lease runs out, which it cannot if an ack settled it
                 if final:
                     return None
@@ -677,140 +810,52 @@ def _search(ops: Sequence[QueueOp], max_steps: int, *, prune: bool = True) -> _O
                     new_leased.append(c)
             elif c in new_leased:
                 new_leased.remove(c)
-        return new_ready, canonical(tuple(new_leased))
+        return front[k:], self._canonical(tuple(new_leased))
 
-    def take_unknown(i: int, ready: State, leased: State) -> list[tuple[State, State]]:
-        m = maxm[i]
+    def _drain_leased(self, i: int) -> tuple[State, State] | None:
+        """The drain, when it reads a value that may be leased: everything ready, and values leased before whose
+        lease ran out (several may share a merged code)."""
+        pool = list(self.ready)
+        spare = list(self.leased)
+        for c, src in zip(self.vals[i], self.source[i], strict=True):
+            if c in pool:
+                pool.remove(c)
+            elif src == 2 and c in spare:
+                spare.remove(c)
+            else:
+                return None
+        done = self.linearized | self.bits[i]
+        if pool or any(self.again[c] and self.delivered_by[c] & ~done for c in self.vals[i]):
+            return None  # (the drain ends its leases: nothing it took is delivered again)
+        return (), tuple(spare)
+
+    def _take_unknown(self, i: int) -> list[tuple[State, State]]:
+        ready, leased, m = self.ready, self.leased, self.maxm[i]
         t = len(ready) if m == 0 else min(m, len(ready))
         sizes = [t]
-        if several[i] and m != 0:
+        if self.several[i] and m != 0:
             sizes = sorted({min(m - s, len(ready)) for s in range(min(len(leased), m - 1) + 1)}, reverse=True)
         options: list[tuple[State, State]] = []
         for size in sizes:
             # an unknown dequeue that takes nothing is the same as one that never took effect: skip it
-            if size and not any(pinned[c] for c in ready[:size]):
-                options.append((ready[size:], canonical(leased + tuple(c for c in ready[:size] if again[c]))))
+            if size and not any(self.pinned[c] for c in ready[:size]):
+                options.append(
+                    (ready[size:], self._canonical(leased + tuple(c for c in ready[:size] if self.again[c])))
+                )
         return options
 
-    # A value at the head that no ok dequeue can take (one no ok dequeue returned, or one only the drain read, not
-    # for the first time) leaves through the next unknown dequeue to take effect, if any. When every unknown dequeue
-    # takes one value, that is the next one in the gate order (invoke order), and it may as well take effect at
-    # once: until it does no other value can leave, and with the head gone each later step is as possible as before
-    # (the drain takes such a value back from its lease). So at such a node it is the only candidate.
-    unknown_takes = [c == 0 or (merged[c] and not frozen[c]) for c in range(len(names))]
-    clears_head = [False] * len(names)
-    if prune and all(maxm[i] == 1 for i in range(n) if not kinds[i] and not known[i]):
-        clears_head = unknown_takes
-
-    def only_candidate(ready: State, linearized: int) -> int:
+    def _only_candidate(self) -> int:
         """The call entry that is the only candidate at this node, or -1: any may be."""
-        if not ready or not clears_head[ready[0]]:
+        ready, entries = self.ready, self.entries
+        if not ready or not self.clears_head[ready[0]]:
             return -1
-        e = nxt[head]
-        while e != tail and is_call[e]:
-            i = entry_op[e]
-            if not kinds[i] and not known[i] and linearized & gate[i] == gate[i]:
+        e = entries.first()
+        while e != entries.tail and entries.is_call[e]:
+            i = entries.entry_op[e]
+            if not self.kinds[i] and not self.known[i] and self.linearized & self.gate[i] == self.gate[i]:
                 return e
-            e = nxt[e]
+            e = entries.nxt[e]
         return -1
-
-    remaining = sum(known)
-    ready: State = ()
-    leased: State = ()
-    only = -1
-    linearized = 0
-    # (lifted call entry, queue before it, pass it was tried in)
-    stack: list[tuple[int, State, State, int]] = []
-    cache: set[tuple[int, State, State]] = set()
-    best: list[int] = []
-    best_state: State = ()
-    steps = 0
-    entry = nxt[head]
-    # Each node scans the candidates (the calls before the first return entry) in three passes: ok ops, then unknown
-    # ones, then enqueues of values no dequeue returned, or only the drain not for the first time (best placed late:
-    # ahead of others, they would have to be taken by an unknown dequeue). The order changes only how soon a valid
-    # history is explained.
-    phase_of = [0 if known[i] else 1 for i in range(n)]
-    for i in range(n):
-        if kinds[i] and unknown_takes[vals[i][0]]:
-            phase_of[i] = 2
-    phase = 0
-    while remaining:
-        steps += 1
-        if steps > max_steps:
-            return _Outcome("unknown", steps, best, [names[c] for c in best_state])
-        if is_call[entry]:
-            i = entry_op[entry]
-            if phase_of[i] != phase or linearized & gate[i] != gate[i] or (only >= 0 and entry != only):
-                entry = nxt[entry]
-                continue
-            v = vals[i]
-            options: list[tuple[State, State]]
-            if kinds[i]:
-                at = next((p for p, c in enumerate(ready) if frozen[c]), -1) if any_frozen else -1
-                if at < 0:
-                    options = [(ready + v, leased)]
-                else:
-                    options = [(ready[: at + 1] + tuple(sorted(ready[at + 1 :] + v)), leased)]
-            elif not known[i]:
-                options = take_unknown(i, ready, leased)
-            elif leasing[i]:
-                taken = take_known(i, ready, leased, linearized)
-                options = [taken] if taken is not None else []
-            else:
-                k = len(v)
-                m = maxm[i]
-                if m == 0:
-                    ok = len(ready) == k and tuple(sorted(ready)) == drain_vals[i]
-                else:
-                    ok = k <= m and ready[:k] == v and (len(ready) == k or k == m)
-                options = [(ready[k:], leased)] if ok else []
-            new_lin = linearized | bits[i]
-            chosen = next(((r, le) for r, le in options if (new_lin, r, le) not in cache), None)
-            if chosen is not None:
-                cache.add((new_lin, *chosen))
-                stack.append((entry, ready, leased, phase))
-                ready, leased = chosen
-                linearized = new_lin
-                # lift the call and its return out of the list
-                r = match[entry]
-                nxt[prv[entry]] = nxt[entry]
-                prv[nxt[entry]] = prv[entry]
-                nxt[prv[r]] = nxt[r]
-                prv[nxt[r]] = prv[r]
-                if known[i]:
-                    remaining -= 1
-                if len(stack) > len(best):
-                    best = [entry_op[e] for e, _, _, _ in stack]
-                    best_state = ready
-                entry = nxt[head]
-                only = only_candidate(ready, linearized)
-                phase = 0 if only < 0 else phase_of[entry_op[only]]
-                continue
-            entry = nxt[entry]
-        elif phase < 2:
-            # the first return entry: this pass over the candidates is done; the next one
-            phase += 1
-            entry = nxt[head]
-        else:
-            # the return of an op not linearized yet: nothing before it can be tried any more; backtrack
-            if not stack:
-                return _Outcome("fail", steps, best, [names[c] for c in best_state])
-            entry, ready, leased, phase = stack.pop()
-            i = entry_op[entry]
-            linearized &= ~bits[i]
-            if known[i]:
-                remaining += 1
-            r = match[entry]
-            nxt[prv[r]] = r
-            prv[nxt[r]] = r
-            nxt[prv[entry]] = entry
-            prv[nxt[entry]] = entry
-            only = only_candidate(ready, linearized)
-            if not several[i]:
-                # else try the op again: its next option not tried yet from here, if any
-                entry = nxt[entry]
-    return _Outcome("ok", steps, [entry_op[e] for e, _, _, _ in stack], [names[c] for c in ready])
 
 
 def _prefix(ops: Sequence[QueueOp], cut: int) -> list[QueueOp]:
@@ -871,33 +916,56 @@ def _find_pattern(ops: Sequence[QueueOp]) -> Counterexample | None:
       some value ``v`` was in the queue throughout: ``E_v`` completed before it was invoked and ``gone(v)`` is after
       it completed.
     """
-    enq_of: dict[str, list[QueueOp]] = {}
-    for op in ops:
-        if op.kind == "enqueue":
-            enq_of.setdefault(op.values[0], []).append(op)
-    deq_of: dict[str, list[QueueOp]] = {}
-    for op in ops:
-        if op.kind == "dequeue" and op.known and op.ret is not None:
-            for v in dict.fromkeys(op.values):
-                deq_of.setdefault(v, []).append(op)
-    again = _redelivered(ops)
+    patterns = _Patterns(ops)
+    for v, deqs in patterns.deq_of.items():
+        found = patterns.fresh_or_repeat(v, deqs)
+        if found is not None:
+            return found
+    return patterns.fifo_order() or patterns.fifo_within_a_receive() or patterns.not_empty()
 
-    def cex(kind: str, failing: QueueOp, involved: Sequence[QueueOp], message: str) -> Counterexample:
-        assert failing.ret is not None
-        described = [op.describe() for op in sorted(set(involved), key=lambda o: o.call)]
-        return Counterexample(kind, failing.describe(), failing.ret, described, message)
 
-    for v, deqs in deq_of.items():
+def _cex(kind: str, failing: QueueOp, involved: Sequence[QueueOp], message: str) -> Counterexample:
+    assert failing.ret is not None
+    described = [op.describe() for op in sorted(set(involved), key=lambda o: o.call)]
+    return Counterexample(kind, failing.describe(), failing.ret, described, message)
+
+
+class _Patterns:
+    """The facts :func:`_find_pattern` reads, and one method per shape of violation."""
+
+    def __init__(self, ops: Sequence[QueueOp]) -> None:
+        self.ops = ops
+        self.enq_of: dict[str, list[QueueOp]] = {}
+        for op in ops:
+            if op.kind == "enqueue":
+                self.enq_of.setdefault(op.values[0], []).append(op)
+        #: value -> the ok dequeues that returned it, in invoke order
+        self.deq_of: dict[str, list[QueueOp]] = {}
+        for op in ops:
+            if op.kind == "dequeue" and op.known and op.ret is not None:
+                for v in dict.fromkeys(op.values):
+                    self.deq_of.setdefault(v, []).append(op)
+        self.again = _redelivered(ops)
+        self.unique_known = {
+            v: es[0] for v, es in self.enq_of.items() if len(es) == 1 and es[0].known and es[0].ret is not None
+        }
+        unknown_deqs = [op for op in ops if op.kind == "dequeue" and not op.known]
+        self.first_unknown = min(unknown_deqs, key=lambda o: o.call) if unknown_deqs else None
+        #: (completion of E_a, a) for the unique values definitely enqueued, in completion order
+        self.ahead = sorted((e.ret or 0, v) for v, e in self.unique_known.items())
+
+    def fresh_or_repeat(self, v: str, deqs: list[QueueOp]) -> Counterexample | None:
+        """A fresh or repeated value ``v`` (``deqs``: the ok dequeues that returned it)."""
         d = deqs[0]
         assert d.ret is not None
-        if v not in enq_of:
-            return cex("fresh", d, [d], f"{d.describe()} returned {v!r}, which no enqueue on this queue attempted")
-        if len(enq_of[v]) != 1:
-            continue
-        e = enq_of[v][0]
+        if v not in self.enq_of:
+            return _cex("fresh", d, [d], f"{d.describe()} returned {v!r}, which no enqueue on this queue attempted")
+        if len(self.enq_of[v]) != 1:
+            return None
+        e = self.enq_of[v][0]
         late = [x for x in deqs if x.ret is not None and x.ret < e.call]
         if late:
-            return cex(
+            return _cex(
                 "fresh",
                 late[0],
                 [late[0], e],
@@ -905,118 +973,129 @@ def _find_pattern(ops: Sequence[QueueOp]) -> Counterexample | None:
             )
         dup = next((x for x in deqs if x.values.count(v) > 1), None)
         if dup is not None:
-            return cex(
+            return _cex(
                 "repeat",
                 dup,
                 [e, dup],
                 f"{v!r} was enqueued once ({e.describe()}) but {dup.describe()} returned it twice",
             )
-        if v in again:
-            twice = _delivered_twice(v, deqs)
-            if twice is not None:
-                d1, d2, why = twice
-                return cex(
-                    "repeat",
-                    max(d1, d2, key=lambda x: x.ret or 0),
-                    [e, d1, d2],
-                    f"{v!r} was enqueued once ({e.describe()}) and delivered by {d1.describe()} and by "
-                    f"{d2.describe()}: {why}",
-                )
-            continue
+        if v in self.again:
+            return self._delivered_twice(v, e, deqs)
         if len(deqs) > 1:
             second = deqs[1]
-            return cex(
+            return _cex(
                 "repeat",
                 max(deqs[:2], key=lambda x: x.ret or 0),
                 [e, deqs[0], second],
                 f"{v!r} was enqueued once ({e.describe()}) but returned twice: by {deqs[0].describe()} and by "
                 f"{second.describe()}",
             )
+        return None
 
-    unique_known = {v: es[0] for v, es in enq_of.items() if len(es) == 1 and es[0].known and es[0].ret is not None}
-    unknown_deqs = [op for op in ops if op.kind == "dequeue" and not op.known]
-    first_unknown = min(unknown_deqs, key=lambda o: o.call) if unknown_deqs else None
+    def _delivered_twice(self, v: str, e: QueueOp, deqs: list[QueueOp]) -> Counterexample | None:
+        twice = _delivered_twice(v, deqs)
+        if twice is None:
+            return None
+        d1, d2, why = twice
+        return _cex(
+            "repeat",
+            max(d1, d2, key=lambda x: x.ret or 0),
+            [e, d1, d2],
+            f"{v!r} was enqueued once ({e.describe()}) and delivered by {d1.describe()} and by {d2.describe()}: {why}",
+        )
 
-    def gone(v: str) -> tuple[float, QueueOp | None]:
-        if v in deq_of and (v not in again or first_unknown is None or deq_of[v][0].call < first_unknown.call):
+    def gone(self, v: str) -> tuple[float, QueueOp | None]:
+        """``gone(v)``, and the dequeue that may have taken ``v`` then (None: never)."""
+        deq_of, first_unknown = self.deq_of, self.first_unknown
+        if v in deq_of and (v not in self.again or first_unknown is None or deq_of[v][0].call < first_unknown.call):
             return float(deq_of[v][0].call), deq_of[v][0]
         return (float(first_unknown.call), first_unknown) if first_unknown else (float("inf"), None)
 
-    def why_gone(v: str, by: QueueOp | None) -> str:
+    def why_gone(self, v: str, by: QueueOp | None) -> str:
         if by is not None and by.known:
             return f"the dequeue that returned it, {by.describe()}, was invoked later"
         if by is not None:
             returned = (
-                f"the first dequeue that returned it, {deq_of[v][0].describe()}, and "
-                if v in deq_of
+                f"the first dequeue that returned it, {self.deq_of[v][0].describe()}, and "
+                if v in self.deq_of
                 else "no ok dequeue returned it, and "
             )
             return f"{returned}the first unknown dequeue, {by.describe()}, were invoked later"
         return "no dequeue returned it or could have taken it"
 
-    # a was ahead of b, yet b left before a could have
-    ahead = sorted((e.ret or 0, v) for v, e in unique_known.items())
-    behind = sorted((enq_of[v][0].call, v) for v, ds in deq_of.items() if len(enq_of.get(v, ())) == 1)
-    best: tuple[float, str] | None = None
-    pos = 0
-    for b_call, b in behind:
-        while pos < len(ahead) and ahead[pos][0] < b_call:
-            a = ahead[pos][1]
-            g, _ = gone(a)
-            if best is None or g > best[0]:
-                best = (g, a)
-            pos += 1
-        d_b = deq_of[b][0]
-        if best is not None and d_b.ret is not None and best[0] > d_b.ret:
-            a = best[1]
-            _, by = gone(a)
-            e_a, e_b = unique_known[a], enq_of[b][0]
-            return cex(
-                "fifo-order",
-                d_b,
-                [e_a, e_b, d_b, *([by] if by else [])],
-                f"{e_a.describe()} completed before {e_b.describe()} was invoked, so {a!r} was ahead of {b!r}; "
-                f"but {d_b.describe()} returned {b!r} before {a!r} could have left the queue: {why_gone(a, by)}",
-            )
-    for d in ops:
-        if d.kind != "dequeue" or not d.known or d.ret is None or d.max_messages == 0:
-            continue  # (a drain's result is not in FIFO order)
-        for i, x in enumerate(d.values):
-            for y in d.values[i + 1 :]:
-                e_y, e_x = unique_known.get(y), enq_of.get(x, [None])[0]
-                if e_y is not None and e_x is not None and e_y.ret is not None and e_y.ret < e_x.call:
-                    return cex(
-                        "fifo-order",
-                        d,
-                        [e_y, e_x, d],
-                        f"{e_y.describe()} completed before {e_x.describe()} was invoked, so {y!r} was ahead of "
-                        f"{x!r}; but {d.describe()} returned {x!r} first",
-                    )
-    # a dequeue that saw the queue hold only what it returned, while v was there throughout
-    prefix_max: list[tuple[float, str]] = []
-    for _, v in ahead:
-        g, _ = gone(v)
-        prefix_max.append(max(prefix_max[-1], (g, v)) if prefix_max else (g, v))
-    rets = [r for r, _ in ahead]
-    for d in ops:
-        if d.kind != "dequeue" or not d.known or d.ret is None:
-            continue
-        if d.max_messages != 0 and len(d.values) >= d.max_messages:
-            continue
-        n = bisect.bisect_left(rets, d.call)
-        if n and prefix_max[n - 1][0] > d.ret:
-            v = prefix_max[n - 1][1]
-            _, by = gone(v)
-            e_v = unique_known[v]
-            took = "everything" if d.max_messages == 0 else f"fewer than {d.max_messages} values"
-            return cex(
-                "not-empty",
-                d,
-                [e_v, d, *([by] if by else [])],
-                f"{d.describe()} took {took}, so the queue held only {list(d.values)!r}; but {v!r} was in it "
-                f"throughout: {e_v.describe()} completed before the dequeue was invoked, and {why_gone(v, by)}",
-            )
-    return None
+    def fifo_order(self) -> Counterexample | None:
+        """``a`` was ahead of ``b``, yet ``b`` left before ``a`` could have."""
+        enq_of, ahead = self.enq_of, self.ahead
+        behind = sorted((enq_of[v][0].call, v) for v in self.deq_of if len(enq_of.get(v, ())) == 1)
+        best: tuple[float, str] | None = None
+        pos = 0
+        for b_call, b in behind:
+            while pos < len(ahead) and ahead[pos][0] < b_call:
+                a = ahead[pos][1]
+                g, _ = self.gone(a)
+                if best is None or g > best[0]:
+                    best = (g, a)
+                pos += 1
+            d_b = self.deq_of[b][0]
+            if best is not None and d_b.ret is not None and best[0] > d_b.ret:
+                a = best[1]
+                _, by = self.gone(a)
+                e_a, e_b = self.unique_known[a], enq_of[b][0]
+                return _cex(
+                    "fifo-order",
+                    d_b,
+                    [e_a, e_b, d_b, *([by] if by else [])],
+                    f"{e_a.describe()} completed before {e_b.describe()} was invoked, so {a!r} was ahead of {b!r}; "
+                    f"but {d_b.describe()} returned {b!r} before {a!r} could have left the queue: "
+                    f"{self.why_gone(a, by)}",
+                )
+        return None
+
+    def fifo_within_a_receive(self) -> Counterexample | None:
+        """One receive returned ``x`` before ``y``, though ``y`` was enqueued first."""
+        for d in self.ops:
+            if d.kind != "dequeue" or not d.known or d.ret is None or d.max_messages == 0:
+                continue  # (a drain's result is not in FIFO order)
+            for i, x in enumerate(d.values):
+                for y in d.values[i + 1 :]:
+                    e_y, e_x = self.unique_known.get(y), self.enq_of.get(x, [None])[0]
+                    if e_y is not None and e_x is not None and e_y.ret is not None and e_y.ret < e_x.call:
+                        return _cex(
+                            "fifo-order",
+                            d,
+                            [e_y, e_x, d],
+                            f"{e_y.describe()} completed before {e_x.describe()} was invoked, so {y!r} was ahead "
+                            f"of {x!r}; but {d.describe()} returned {x!r} first",
+                        )
+        return None
+
+    def not_empty(self) -> Counterexample | None:
+        """A dequeue that saw the queue hold only what it returned, while some value was there throughout."""
+        prefix_max: list[tuple[float, str]] = []
+        for _, v in self.ahead:
+            g, _ = self.gone(v)
+            prefix_max.append(max(prefix_max[-1], (g, v)) if prefix_max else (g, v))
+        rets = [r for r, _ in self.ahead]
+        for d in self.ops:
+            if d.kind != "dequeue" or not d.known or d.ret is None:
+                continue
+            if d.max_messages != 0 and len(d.values) >= d.max_messages:
+                continue
+            n = bisect.bisect_left(rets, d.call)
+            if n and prefix_max[n - 1][0] > d.ret:
+                v = prefix_max[n - 1][1]
+                _, by = self.gone(v)
+                e_v = self.unique_known[v]
+                took = "everything" if d.max_messages == 0 else f"fewer than {d.max_messages} values"
+                return _cex(
+                    "not-empty",
+                    d,
+                    [e_v, d, *([by] if by else [])],
+                    f"{d.describe()} took {took}, so the queue held only {list(d.values)!r}; but {v!r} was in it "
+                    f"throughout: {e_v.describe()} completed before the dequeue was invoked, and "
+                    f"{self.why_gone(v, by)}",
+                )
+        return None
 
 
 def check_fifo_linearizable(
@@ -1056,9 +1135,15 @@ def check_fifo_linearizable(
     if full.status == "unknown":
         reason = f"search budget of {max_steps} steps exhausted"
         return LinearResult("unknown", queue, len(ops), unknown, steps, reason)
+    cex, more_steps = _explain(ops, max_steps)
+    return LinearResult(False, queue, len(ops), unknown, steps + more_steps, cex.message, counterexample=cex)
 
-    # Not linearizable: find the shortest failing prefix (binary search over completions). The explanation gets
-    # another max_steps in all; when they run out, the shortest failing prefix found so far is reported.
+
+def _shortest_failing_prefix(ops: Sequence[QueueOp], max_steps: int) -> tuple[int, bool, int]:
+    """A binary search over the completions of ops that are not linearizable for the first that makes the prefix
+    fail: that completion event, whether the search finished within ``max_steps`` (else it is the shortest failing
+    prefix found so far), and the steps it took."""
+    steps = 0
     budget = max_steps
     returns = sorted(op.ret for op in ops if op.known and op.ret is not None)
     lo, hi = -1, len(returns) - 1
@@ -1078,7 +1163,15 @@ def check_fifo_linearizable(
             hi = mid
         else:
             lo = mid
-    cut = returns[hi]
+    return returns[hi], shortest, steps
+
+
+def _explain(ops: Sequence[QueueOp], max_steps: int) -> tuple[Counterexample, int]:
+    """The counterexample of ops that are not linearizable (the shortest failing prefix), and the steps it took.
+    The explanation gets another max_steps in all; when they run out, the shortest failing prefix found so far is
+    reported."""
+    cut, shortest, steps = _shortest_failing_prefix(ops, max_steps)
+    budget = max_steps - steps
     prefix = _prefix(ops, cut)
     # Once more without pruning, for a plain partial linearization to show (the pruned search gives up sooner);
     # if that runs out of budget, the pruned one's.
@@ -1104,7 +1197,7 @@ def check_fifo_linearizable(
         partial,
         failing.state,
     )
-    return LinearResult(False, queue, len(ops), unknown, steps, message, counterexample=cex)
+    return cex, steps
 
 
 def check_queue_linearizable(
@@ -1114,7 +1207,7 @@ def check_queue_linearizable(
     include_drain: bool = False,
     max_steps: int = DEFAULT_MAX_STEPS,
 ) -> LinearResult:
-    """Checks one queue of a history (see the module's docstring for what the model covers)."""
+    """Checks one queue of a history (see chaos/DESIGN.md for what the model covers)."""
     got = _extract(history, queue, include_drain=include_drain)
     ops = got.ops
     unknown = sum(not op.known for op in ops)

@@ -77,29 +77,42 @@ def consumption(ops: Iterable[Operation]) -> Consumption:
     maybe: list[Delivery] = []
     for op in ops:
         if op.f == "drain" and op.ok:
-            assert op.completion is not None
-            for d in deliveries(op):
-                if d.receipt is not None and d.receipt in seen_receipts:
-                    continue
-                if d.receipt is not None:
-                    seen_receipts.add(d.receipt)
-                consumes.append(
-                    Consume("drain", op.queue, d.message_id, d.body, d.receipt, op.process, op.completion.index)
-                )
+            consumes.extend(_drained(op, seen_receipts))
         elif op.f == "ack" and op.ok:
-            assert op.completion is not None
-            for receipt, outcome in settle_outcomes(op):
-                # already_acked: an earlier attempt of this ack (whose answer was lost) took effect
-                if outcome not in ("acked", "already_acked") or receipt in seen_receipts:
-                    continue
-                if receipt not in by_receipt:
-                    raise HistoryError(f"{op.describe()} acked receipt {receipt!r}, which no ok receive returned")
-                queue, d = by_receipt[receipt]
-                seen_receipts.add(receipt)
-                consumes.append(Consume("ack", queue, d.message_id, d.body, receipt, op.process, op.completion.index))
+            consumes.extend(_acked(op, by_receipt, seen_receipts))
         elif op.f == "ack" and op.type == "info":
             maybe.extend(by_receipt[r][1] for r in settle_receipts(op) if r in by_receipt)
     return Consumption(consumes, by_receipt, maybe)
+
+
+def _drained(op: Operation, seen_receipts: set[str]) -> list[Consume]:
+    """The consumes of an ok drain: what it read, but for receipts already consumed (added to ``seen_receipts``)."""
+    assert op.completion is not None
+    out: list[Consume] = []
+    for d in deliveries(op):
+        if d.receipt is not None and d.receipt in seen_receipts:
+            continue
+        if d.receipt is not None:
+            seen_receipts.add(d.receipt)
+        out.append(Consume("drain", op.queue, d.message_id, d.body, d.receipt, op.process, op.completion.index))
+    return out
+
+
+def _acked(op: Operation, by_receipt: dict[str, tuple[str | None, Delivery]], seen_receipts: set[str]) -> list[Consume]:
+    """The consumes of an ok ack: the receipts it acked, but for those already consumed (added to
+    ``seen_receipts``)."""
+    assert op.completion is not None
+    out: list[Consume] = []
+    for receipt, outcome in settle_outcomes(op):
+        # already_acked: an earlier attempt of this ack (whose answer was lost) took effect
+        if outcome not in ("acked", "already_acked") or receipt in seen_receipts:
+            continue
+        if receipt not in by_receipt:
+            raise HistoryError(f"{op.describe()} acked receipt {receipt!r}, which no ok receive returned")
+        queue, d = by_receipt[receipt]
+        seen_receipts.add(receipt)
+        out.append(Consume("ack", queue, d.message_id, d.body, receipt, op.process, op.completion.index))
+    return out
 
 
 @dataclass(frozen=True)
@@ -154,14 +167,7 @@ def check_total_queue(history: Sequence[Event] | Sequence[Operation]) -> QueueRe
     duplicated = {b: n for b, n in dequeued.items() if n > 1}
     recovered = (set(dequeued) & attempted) - acknowledged - failed_but_dequeued
 
-    lost_by: Counter[str] = Counter()
-    acked_by: Counter[str] = Counter()
-    for body, procs in ack_by.items():
-        for p in procs:
-            acked_by[str(p)] += 1
-            if body in lost:
-                lost_by[str(p)] += 1
-
+    lost_by, acked_by = _by_process(ack_by, lost)
     return QueueResult(
         valid=not lost and not unexpected and not duplicated,
         attempt_count=len(attempted),
@@ -182,3 +188,15 @@ def check_total_queue(history: Sequence[Event] | Sequence[Operation]) -> QueueRe
         lost_by_process=dict(sorted(lost_by.items())),
         acknowledged_by_process=dict(sorted(acked_by.items())),
     )
+
+
+def _by_process(ack_by: dict[str, set[Process]], lost: set[str]) -> tuple[Counter[str], Counter[str]]:
+    """Per process: how many of the enqueues it had acknowledged were lost, and how many it had acknowledged."""
+    lost_by: Counter[str] = Counter()
+    acked_by: Counter[str] = Counter()
+    for body, procs in ack_by.items():
+        for p in procs:
+            acked_by[str(p)] += 1
+            if body in lost:
+                lost_by[str(p)] += 1
+    return lost_by, acked_by

@@ -113,6 +113,46 @@ def check_txn(
     min_committed: int = 1,
 ) -> TxnResult:
     ops = [op for op in as_operations(history) if op.f in TXN_FS]
+    inputs, attempted = _read_inputs(ops)
+    answers = _read_answers(ops)
+    drained: dict[str, list[tuple[str, str]]] = {}
+    for op in ops:
+        if op.f == "txn-drain" and op.ok and op.queue in (source, target) and op.queue not in drained:
+            drained[op.queue] = [(d.body, d.message_id) for d in deliveries(op)]
+    f = _find(inputs, attempted - inputs, answers, drained, source=source, target=target)
+    problems = [f"no complete drain of {q}: the end state is unknown" for q in (source, target) if q not in drained]
+    problems.extend(f.problems(answers))
+    if len(answers.committed_ids) < min_committed:
+        problems.append(f"vacuous: {len(answers.committed_ids)} transactions committed (want at least {min_committed})")
+    return TxnResult(
+        valid=not problems,
+        problems=problems,
+        inputs=len(inputs),
+        committed=len(answers.committed_ids),
+        transactions=answers.transactions,
+        duplicates_answered=answers.duplicates,
+        aborted=answers.aborted,
+        conflicts=answers.conflicts,
+        unknown_outcomes=answers.unknown,
+        other_failures=answers.other,
+        transformed=len(f.transformed),
+        untransformed=f.untransformed,
+        missing_count=len(f.missing),
+        duplicated_count=len(f.duplicated_outputs),
+        missing=f.missing,
+        both=f.both,
+        duplicated_outputs=f.duplicated_outputs,
+        duplicated_inputs=f.duplicated_inputs,
+        orphan_outputs=f.orphans,
+        ok_missing=f.ok_missing,
+        output_id_mismatch=f.mismatch,
+        multi_committed=f.multi,
+        bad_ack_outcomes=answers.bad_acks,
+    )
+
+
+def _read_inputs(ops: Sequence[Operation]) -> tuple[set[str], set[str]]:
+    """The inputs (bodies of ok ``txn-setup`` ops), and every body a setup attempted."""
     inputs: set[str] = set()
     attempted: set[str] = set()
     for op in ops:
@@ -122,117 +162,136 @@ def check_txn(
         attempted.update(bodies)
         if op.ok:
             inputs.update(bodies)
-    maybe_inputs = attempted - inputs
+    return inputs, attempted
 
-    tid_input: dict[str, str] = {}
-    committed_ids: set[str] = set()
-    committed_by_input: dict[str, set[str]] = defaultdict(set)
-    ok_output_ids: dict[str, set[str]] = defaultdict(set)
-    bad_acks: dict[str, list[str]] = {}
-    transactions = duplicates = aborted = conflicts = unknown = other = 0
-    for op in ops:
-        if op.f != "txn":
-            continue
+
+@dataclass
+class _Answers:
+    """What the transactions were answered: the ``txn`` ops, and the ``txn-get`` reads after a conflict."""
+
+    tid_input: dict[str, str] = field(default_factory=dict)
+    committed_ids: set[str] = field(default_factory=set)
+    committed_by_input: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    ok_output_ids: defaultdict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    bad_acks: dict[str, list[str]] = field(default_factory=dict)
+    transactions: int = 0
+    duplicates: int = 0
+    aborted: int = 0
+    conflicts: int = 0
+    unknown: int = 0
+    other: int = 0
+
+    def read_txn(self, op: Operation) -> None:
         inv = _obj(op, op.invoke.value)
         tid, input_ = _str(op, inv, "transaction_id"), _str(op, inv, "input")
-        tid_input[tid] = input_
-        transactions += 1
+        self.tid_input[tid] = input_
+        self.transactions += 1
         if op.ok:
             result = _obj(op, op.result)
-            committed_ids.add(tid)
-            committed_by_input[input_].add(tid)
-            duplicates += result.get("duplicate") is True
+            self.committed_ids.add(tid)
+            self.committed_by_input[input_].add(tid)
+            self.duplicates += result.get("duplicate") is True
             mid = result.get("output_message_id")
             if isinstance(mid, str):
-                ok_output_ids[input_].add(mid)
+                self.ok_output_ids[input_].add(mid)
             acks = result.get("ack_outcomes")
             if isinstance(acks, list) and acks != ["acked"]:
-                bad_acks[f"{tid} ({op.describe()})"] = [str(a) for a in acks]
+                self.bad_acks[f"{tid} ({op.describe()})"] = [str(a) for a in acks]
         elif op.type == "info":
-            unknown += 1
+            self.unknown += 1
         else:
             error = op.completion.error if op.completion is not None else None
             if error is not None and "transaction_aborted" in error:
-                aborted += 1
+                self.aborted += 1
             elif error is not None and "transaction_conflict" in error:
-                conflicts += 1
+                self.conflicts += 1
             else:
-                other += 1
-    for op in ops:  # a transaction another transformer committed, read after a conflict
-        if op.f == "txn-get" and op.ok:
-            got = _obj(op, op.result)
-            tid = _str(op, got, "transaction_id")
-            if got.get("status") == "committed" and tid in tid_input:
-                committed_by_input[tid_input[tid]].add(tid)
+                self.other += 1
 
-    problems: list[str] = []
-    drained: dict[str, list[tuple[str, str]]] = {}
+    def read_get(self, op: Operation) -> None:
+        """A transaction another transformer committed, read after a conflict."""
+        got = _obj(op, op.result)
+        tid = _str(op, got, "transaction_id")
+        if got.get("status") == "committed" and tid in self.tid_input:
+            self.committed_by_input[self.tid_input[tid]].add(tid)
+
+
+def _read_answers(ops: Sequence[Operation]) -> _Answers:
+    answers = _Answers()
     for op in ops:
-        if op.f == "txn-drain" and op.ok and op.queue in (source, target) and op.queue not in drained:
-            drained[op.queue] = [(d.body, d.message_id) for d in deliveries(op)]
-    for queue in (source, target):
-        if queue not in drained:
-            problems.append(f"no complete drain of {queue}: the end state is unknown")
+        if op.f == "txn":
+            answers.read_txn(op)
+    for op in ops:
+        if op.f == "txn-get" and op.ok:
+            answers.read_get(op)
+    return answers
+
+
+@dataclass(frozen=True)
+class _Findings:
+    """The end state judged against the inputs and the answers (see the module's docstring for each list)."""
+
+    missing: list[str]
+    both: list[str]
+    duplicated_outputs: dict[str, int]
+    duplicated_inputs: dict[str, int]
+    orphans: list[str]
+    ok_missing: list[str]
+    mismatch: dict[str, dict[str, list[str]]]
+    multi: dict[str, list[str]]
+    transformed: set[str]
+    untransformed: int
+
+    def problems(self, answers: _Answers) -> list[str]:
+        return [
+            f"{len(items)} {name}: {_listed(items)}"
+            for name, items in (
+                ("missing (neither transformed nor left in the source)", self.missing),
+                ("both left in the source and transformed", self.both),
+                ("duplicated outputs", list(self.duplicated_outputs)),
+                ("inputs left in the source more than once", list(self.duplicated_inputs)),
+                ("outputs (or source messages) with no input", self.orphans),
+                ("committed transactions whose output is missing", self.ok_missing),
+                ("output message ids that do not match the committed answers", list(self.mismatch)),
+                ("inputs committed under more than one transaction id", list(self.multi)),
+                ("committed transactions whose ack did not answer acked", list(answers.bad_acks)),
+            )
+            if items
+        ]
+
+
+def _find(
+    inputs: set[str],
+    maybe_inputs: set[str],
+    answers: _Answers,
+    drained: dict[str, list[tuple[str, str]]],
+    *,
+    source: str,
+    target: str,
+) -> _Findings:
     out_counts = Counter(body for body, _ in drained.get(target, []))
     out_ids: dict[str, set[str]] = defaultdict(set)
     for body, mid in drained.get(target, []):
         out_ids[body].add(mid)
     left = Counter(body for body, _ in drained.get(source, []))
-
     known = inputs | maybe_inputs
     expected_outputs = {"out-" + i: i for i in known}
-    orphans = sorted({b for b in out_counts if b not in expected_outputs} | {b for b in left if b not in known})
-    duplicated_outputs = {b: n for b, n in sorted(out_counts.items()) if n > 1}
-    duplicated_inputs = {b: n for b, n in sorted(left.items()) if n > 1}
     transformed = {expected_outputs[b] for b in out_counts if b in expected_outputs}
-    both = sorted(i for i in known if left[i] and i in transformed)
-    missing = sorted(i for i in inputs if not left[i] and i not in transformed) if len(drained) == 2 else []
-    ok_missing = sorted(i for i in committed_by_input if "out-" + i not in out_counts) if target in drained else []
     mismatch: dict[str, dict[str, list[str]]] = {}
-    for i, ids in sorted(ok_output_ids.items()):
+    for i, ids in sorted(answers.ok_output_ids.items()):
         seen = out_ids.get("out-" + i, set())
         if len(ids) > 1 or (seen and not seen <= ids):
             mismatch[i] = {"answered": sorted(ids), "drained": sorted(seen)}
-    multi = {i: sorted(tids) for i, tids in sorted(committed_by_input.items()) if len(tids) > 1}
-
-    for name, items in (
-        ("missing (neither transformed nor left in the source)", missing),
-        ("both left in the source and transformed", both),
-        ("duplicated outputs", list(duplicated_outputs)),
-        ("inputs left in the source more than once", list(duplicated_inputs)),
-        ("outputs (or source messages) with no input", orphans),
-        ("committed transactions whose output is missing", ok_missing),
-        ("output message ids that do not match the committed answers", list(mismatch)),
-        ("inputs committed under more than one transaction id", list(multi)),
-        ("committed transactions whose ack did not answer acked", list(bad_acks)),
-    ):
-        if items:
-            problems.append(f"{len(items)} {name}: {_listed(items)}")
-    if len(committed_ids) < min_committed:
-        problems.append(f"vacuous: {len(committed_ids)} transactions committed (want at least {min_committed})")
-
-    return TxnResult(
-        valid=not problems,
-        problems=problems,
-        inputs=len(inputs),
-        committed=len(committed_ids),
-        transactions=transactions,
-        duplicates_answered=duplicates,
-        aborted=aborted,
-        conflicts=conflicts,
-        unknown_outcomes=unknown,
-        other_failures=other,
-        transformed=len(transformed),
+    by_input = answers.committed_by_input
+    return _Findings(
+        missing=sorted(i for i in inputs if not left[i] and i not in transformed) if len(drained) == 2 else [],
+        both=sorted(i for i in known if left[i] and i in transformed),
+        duplicated_outputs={b: n for b, n in sorted(out_counts.items()) if n > 1},
+        duplicated_inputs={b: n for b, n in sorted(left.items()) if n > 1},
+        orphans=sorted({b for b in out_counts if b not in expected_outputs} | {b for b in left if b not in known}),
+        ok_missing=sorted(i for i in by_input if "out-" + i not in out_counts) if target in drained else [],
+        mismatch=mismatch,
+        multi={i: sorted(tids) for i, tids in sorted(by_input.items()) if len(tids) > 1},
+        transformed=transformed,
         untransformed=sum(1 for i in known if left[i] and i not in transformed),
-        missing_count=len(missing),
-        duplicated_count=len(duplicated_outputs),
-        missing=missing,
-        both=both,
-        duplicated_outputs=duplicated_outputs,
-        duplicated_inputs=duplicated_inputs,
-        orphan_outputs=orphans,
-        ok_missing=ok_missing,
-        output_id_mismatch=mismatch,
-        multi_committed=multi,
-        bad_ack_outcomes=bad_acks,
     )

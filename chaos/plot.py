@@ -194,13 +194,10 @@ def plot_history(
         raise ValueError(f"bucket_s must be positive, got {bucket_s!r}")
     ops = pair_operations(events)
     done: list[tuple[Operation, Event]] = [(op, op.completion) for op in ops if op.completion is not None]
-    unfinished = len(ops) - len(done)
     end_s = float(max((e.time for e in events), default=0.0))
     bucket = bucket_s if bucket_s is not None else nice_bucket(end_s)
     buckets = max(1, math.ceil(end_s / bucket - 1e-9))
-    edges = [i * bucket for i in range(buckets + 1)]
     spans = tuple(_span(w, end_s) for w in fault_windows(events))
-
     fs = sorted({op.f for op, _ in done})
     counts: dict[tuple[str, str], list[int]] = {}
     for op, completion in done:
@@ -208,15 +205,78 @@ def plot_history(
         row[min(buckets - 1, int(completion.time / bucket + 1e-9))] += 1
     series = tuple((f, o) for f in fs for o in OUTCOMES if (f, o) in counts)
 
+    rows = [(k, counts[k]) for k in series]
+    width_px, height_px = _draw(out_path, title, done, rows, spans=spans, bucket=bucket, buckets=buckets, end_s=end_s)
+    by_outcome = Counter(c.type for _, c in done)
+    by_f: dict[str, dict[str, int]] = {}
+    for op, c in done:
+        row_f = by_f.setdefault(op.f, {})
+        row_f[c.type] = row_f.get(c.type, 0) + 1
+    return PlotSummary(
+        path=out_path,
+        width_px=width_px,
+        height_px=height_px,
+        end_s=end_s,
+        bucket_s=bucket,
+        buckets=buckets,
+        operations=len(done),
+        by_outcome={o: by_outcome.get(o, 0) for o in OUTCOMES},
+        by_f=by_f,
+        unfinished=len(ops) - len(done),
+        faults=spans,
+        series=series,
+        counts={k: tuple(counts[k]) for k in series},
+    )
+
+
+#: op name -> (its line style in the top panel, its marker in the bottom one)
+_Style = dict[str, tuple[str, str]]
+
+
+def _draw(
+    out_path: Path,
+    title: str,
+    done: list[tuple[Operation, Event]],
+    rows: list[tuple[tuple[str, str], list[int]]],
+    *,
+    spans: tuple[FaultSpan, ...],
+    bucket: float,
+    buckets: int,
+    end_s: float,
+) -> tuple[int, int]:
+    """Draws both panels (``rows``: the completions per bucket of each (op, outcome) that has any), the fault
+    windows and the legends, and saves the PNG; returns its size in pixels."""
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
     canvas = FigureCanvasAgg(fig)
     top = fig.add_subplot(2, 1, 1)
     bottom = fig.add_subplot(2, 1, 2, sharex=top)
     fig.suptitle(title, parse_math=False)
-
+    fs = sorted({op.f for op, _ in done})
     style = {f: (LINE_STYLES[i % len(LINE_STYLES)], MARKERS[i % len(MARKERS)]) for i, f in enumerate(fs)}
-    for f, outcome in series:
-        rates = [n / bucket for n in counts[(f, outcome)]]
+    edges = [i * bucket for i in range(buckets + 1)]
+    _draw_throughput(top, rows, edges, bucket, style)
+    _draw_latency(bottom, done, style)
+    if not done:
+        bottom.set_ylim(1.0, 1000.0)
+        for ax in (top, bottom):
+            _no_data(ax, "no operations recorded")
+    top.set_xlim(0.0, end_s if end_s > 0 else 1.0)
+    colours: dict[str, str] = {}
+    for span in spans:
+        colours.setdefault(span.kind, FAULT_COLOURS[len(colours) % len(FAULT_COLOURS)])
+    _shade((top, bottom), spans, colours, top)
+    _legends(top, bottom, any_series=bool(rows), colours=colours, done=done, style=style)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, format="png", dpi=DPI)
+    return canvas.get_width_height()
+
+
+def _draw_throughput(
+    top: Axes, rows: list[tuple[tuple[str, str], list[int]]], edges: list[float], bucket: float, style: _Style
+) -> None:
+    """The top panel: completions per second of each (op, outcome), one line each."""
+    for (f, outcome), row in rows:
+        rates = [n / bucket for n in row]
         top.stairs(
             rates,
             edges,
@@ -231,7 +291,10 @@ def plot_history(
     top.grid(True, axis="y", alpha=0.3)
     top.tick_params(labelbottom=False)
 
-    for f in fs:
+
+def _draw_latency(bottom: Axes, done: list[tuple[Operation, Event]], style: _Style) -> None:
+    """The bottom panel: each completion's latency at its time, coloured by outcome, marked by op."""
+    for f in style:
         for outcome in OUTCOMES:
             pts = [(c, op) for op, c in done if op.f == f and c.type == outcome]
             if not pts:
@@ -250,18 +313,19 @@ def plot_history(
     bottom.set_ylabel("latency (ms)")
     bottom.set_xlabel("time (s)")
     bottom.grid(True, which="major", axis="y", alpha=0.3)
-    if not done:
-        bottom.set_ylim(1.0, 1000.0)
-        for ax in (top, bottom):
-            _no_data(ax, "no operations recorded")
-    top.set_xlim(0.0, end_s if end_s > 0 else 1.0)
 
-    colours: dict[str, str] = {}
-    for span in spans:
-        colours.setdefault(span.kind, FAULT_COLOURS[len(colours) % len(FAULT_COLOURS)])
-    _shade((top, bottom), spans, colours, top)
 
-    if series or colours:
+def _legends(
+    top: Axes,
+    bottom: Axes,
+    *,
+    any_series: bool,
+    colours: dict[str, str],
+    done: list[tuple[Operation, Event]],
+    style: _Style,
+) -> None:
+    """The top panel's legend (its lines and the fault kinds), and the bottom one's (outcomes and markers)."""
+    if any_series or colours:
         handles, labels = top.get_legend_handles_labels()
         handles += [Patch(facecolor=c, alpha=0.6, label=_escape(k)) for k, c in colours.items()]
         labels += [_escape(k) for k in colours]
@@ -272,33 +336,8 @@ def plot_history(
             for o in OUTCOMES
             if any(c.type == o for _, c in done)
         ]
-        keys += [Line2D([], [], linestyle="", marker=style[f][1], color="black", label=_escape(f)) for f in fs]
+        keys += [Line2D([], [], linestyle="", marker=style[f][1], color="black", label=_escape(f)) for f in style]
         bottom.legend(handles=keys, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="operations")
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, format="png", dpi=DPI)
-    width_px, height_px = canvas.get_width_height()
-
-    by_outcome = Counter(c.type for _, c in done)
-    by_f: dict[str, dict[str, int]] = {}
-    for op, c in done:
-        row_f = by_f.setdefault(op.f, {})
-        row_f[c.type] = row_f.get(c.type, 0) + 1
-    return PlotSummary(
-        path=out_path,
-        width_px=width_px,
-        height_px=height_px,
-        end_s=end_s,
-        bucket_s=bucket,
-        buckets=buckets,
-        operations=len(done),
-        by_outcome={o: by_outcome.get(o, 0) for o in OUTCOMES},
-        by_f=by_f,
-        unfinished=unfinished,
-        faults=spans,
-        series=series,
-        counts={k: tuple(counts[k]) for k in series},
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

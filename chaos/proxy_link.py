@@ -106,24 +106,14 @@ class _Link:
             await self.dst.drain()
             return
         applied, rest = chain[at], chain[at + 1 :]
-        loop = asyncio.get_running_loop()
         match applied.toxic.type:
             case "latency":
                 jitter = applied.attr("jitter")
                 delay = applied.attr("latency") + (random.uniform(-jitter, jitter) if jitter else 0)
-                await applied.sleep(stamp + delay / 1000 - loop.time())
+                await applied.sleep(stamp + delay / 1000 - asyncio.get_running_loop().time())
                 await self._through(data, stamp, rest)
             case "bandwidth":
-                rate = applied.attr("rate") * 1000  # bytes/s; Toxiproxy's KB is 1000 bytes
-                if rate == 0:  # unlimited
-                    await self._through(data, stamp, rest)
-                    return
-                step = max(1, rate // 10)  # send in 100 ms slices, as Toxiproxy does
-                for start in range(0, len(data), step):
-                    piece = data[start : start + step]
-                    applied.next_free = max(applied.next_free, loop.time()) + len(piece) / rate
-                    await applied.sleep(applied.next_free - loop.time())
-                    await self._through(piece, stamp, rest)
+                await self._bandwidth(applied, data, stamp, rest)
             case "slicer":
                 pieces = _slices(data, applied.attr("average_size"), applied.attr("size_variation"))
                 for i, piece in enumerate(pieces):
@@ -131,12 +121,7 @@ class _Link:
                         await applied.sleep(applied.attr("delay") / 1_000_000)
                     await self._through(piece, stamp, rest)
             case "limit_data":
-                piece = data[: max(applied.attr("bytes") - applied.sent, 0)]
-                if piece:
-                    applied.sent += len(piece)
-                    await self._through(piece, stamp, rest)
-                if applied.sent >= applied.attr("bytes"):
-                    self.conn.close("flush")
+                await self._limit_data(applied, data, stamp, rest)
             case "reset_peer":
                 # As Toxiproxy's ResetToxic: the first chunk is taken (dropped) and the reset follows after the
                 # timeout even if the toxic is removed meanwhile. Cancelling it then would leave a live stream
@@ -147,6 +132,27 @@ class _Link:
                     self.conn.close("reset")
             case "timeout":  # drop the data; the toxic's timer (if any) closes the connection
                 pass
+
+    async def _bandwidth(self, applied: _Applied, data: bytes, stamp: float, rest: Sequence[_Applied]) -> None:
+        rate = applied.attr("rate") * 1000  # bytes/s; Toxiproxy's KB is 1000 bytes
+        if rate == 0:  # unlimited
+            await self._through(data, stamp, rest)
+            return
+        loop = asyncio.get_running_loop()
+        step = max(1, rate // 10)  # send in 100 ms slices, as Toxiproxy does
+        for start in range(0, len(data), step):
+            piece = data[start : start + step]
+            applied.next_free = max(applied.next_free, loop.time()) + len(piece) / rate
+            await applied.sleep(applied.next_free - loop.time())
+            await self._through(piece, stamp, rest)
+
+    async def _limit_data(self, applied: _Applied, data: bytes, stamp: float, rest: Sequence[_Applied]) -> None:
+        piece = data[: max(applied.attr("bytes") - applied.sent, 0)]
+        if piece:
+            applied.sent += len(piece)
+            await self._through(piece, stamp, rest)
+        if applied.sent >= applied.attr("bytes"):
+            self.conn.close("flush")
 
 
 _PASSIVE = frozenset({"noop", "slow_close"})

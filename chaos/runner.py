@@ -58,7 +58,7 @@ from chaos.check_txn import TxnResult, check_txn
 from chaos.check_vacuity import check_vacuity
 from chaos.cluster import Cluster, http_json, wait_until
 from chaos.disk import LoopDisk, unavailable_reason
-from chaos.history import HistoryWriter, Json, read_history
+from chaos.history import Event, HistoryWriter, Json, read_history
 from chaos.nemesis import LEADER_CHANGING, POWER_LOSS, SCENARIOS, Nemesis, Targets
 from chaos.network import ClientProxies, RaftNetwork, wire
 from chaos.plot import plot_history
@@ -194,6 +194,41 @@ def _disks(out_dir: Path, nodes: int, stack: ExitStack) -> list[LoopDisk]:
     return disks
 
 
+@dataclass(frozen=True)
+class _Load:
+    """The clients of a run: the total-queue workload's writers, consumers and queues, and the transformers."""
+
+    writers: int
+    consumers: int
+    queues: list[str]
+    transformers: int
+
+
+@dataclass(frozen=True)
+class _Rig:
+    """What a run drives: the history being written, the cluster behind its proxies, and where clients send."""
+
+    history: HistoryWriter
+    cluster: Cluster
+    network: RaftNetwork
+    #: what the nemesis acts on (and the log lines its faults make expected)
+    faults: Targets
+    #: the nodes as the clients reach them: through the per-node client proxies
+    targets: list[Node]
+
+
+@dataclass(frozen=True)
+class _Observed:
+    """What a run saw besides its history, for the checkers."""
+
+    nemesis: Nemesis
+    leaders: list[str | None]
+    leader_samples: list[tuple[float, str | None]]
+    digests: list[dict[str, dict[str, object]]]
+    log_paths: list[Path]
+    node_ids: list[str]
+
+
 def run(
     scenario: str,
     seed: int,
@@ -211,124 +246,154 @@ def run(
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    history_path = out_dir / "history.jsonl"
-    rng = random.Random(seed)
-    queues = [f"q{i}" for i in range(queue_count)]
-    leaders: list[str | None] = []
-    leader_samples: list[tuple[float, str | None]] = []
-    samples: list[dict[str, dict[str, object]]] = []
+    load = _Load(writers, consumers, [f"q{i}" for i in range(queue_count)], transformers)
     with ExitStack() as stack:
-        server = stack.enter_context(ServerThread())
-        history = stack.enter_context(HistoryWriter(history_path))
-        disks = _disks(out_dir, nodes, stack) if scenario in POWER_LOSS else None
-        api = Toxiproxy()
-        api.update_api_consumer(server.host, server.port)
-        cluster = Cluster(
-            out_dir / "cluster",
-            nodes,
-            # frequent snapshots, so that snapshot transfer and damaged snapshot files are exercised too
-            extra_args=["--snapshot-every-entries", "200", "--snapshot-min-interval-s", "1"],
-            data_dirs=[d.mountpoint / "data" for d in disks] if disks else None,
-        )
-        stack.callback(cluster.close)
-        network = wire(api, cluster)
-        clients = ClientProxies(api)
-        client_urls = clients.setup({n.node_id: f"127.0.0.1:{n.http_port}" for n in cluster.nodes})
-        targets_ = Targets(cluster, network, clients, rng, disks)
-        cluster.start_all()
-        cluster.wait_ready(timeout=60)
-        _create_queues(cluster, [*queues, *TXN_QUEUES])
-        targets = [Node(n.node_id, client_urls[n.node_id]) for n in cluster.nodes]
-        txn = TxnWorkload(
-            history,
-            targets,
-            inputs=max(TXN_MIN_INPUTS, round(duration_s * TXN_INPUTS_PER_S)),
-            transformers=transformers,
-            max_rate_per_s=TXN_RATE_PER_S,
-        )
-        txn.setup(deadline=time.monotonic() + 60)
-        start = time.monotonic()
-        until = start + duration_s
-        workload = Workload(
-            history,
-            targets,
-            queues,
-            writers=writers,
-            consumers=consumers,
-            lease_until=until + LEASE_GRACE_S,
-        )
-        nemesis = Nemesis(scenario, targets_, history)
-        cancel = threading.Event()
-        with LeaderSampler(cluster) as sampler:
-            workload.start()
-            txn.start()
-            nemesis_thread = threading.Thread(target=nemesis.run, args=(until, cancel), name="nemesis")
-            nemesis_thread.start()
-            nemesis_thread.join(duration_s + 120)
-            if nemesis_thread.is_alive():
-                cancel.set()
-                nemesis_thread.join(60)
-            workload.stop_consumers.set()  # leases must outlive every receive's ack
-            _recover(cluster, network)
-            healed = time.monotonic()
+        rig = _build(stack, scenario, out_dir, nodes=nodes, queues=load.queues, rng=random.Random(seed))
+        observed = _exercise(rig, scenario, duration_s, load)
+    events = read_history(out_dir / "history.jsonl")
+    results = _check(events, scenario, load.queues, rig.faults, observed)
+    report = build_report(results, history=events, run=f"{scenario} seed={seed} {duration_s:g}s")
+    report["scenario"] = {"name": scenario, "seed": seed, "duration_s": duration_s, "nodes": nodes}
+    _write(out_dir / "report.json", report)
+    _write(out_dir / "leaders.json", [list(s) for s in observed.leader_samples])
+    _write(out_dir / "digests.json", observed.digests)
+    plot_history(events, out_dir / "history.png", title=f"{scenario} seed={seed} {duration_s:g}s {nodes} nodes")
+    if print_row:
+        _print_row(report, results)
+    return report
 
-            def writes_after_heal() -> bool:
-                last = workload.last_ok
-                return len(last) == writers and all(t > healed for t in last.values())
 
-            try:
-                wait_until("an ok write from every writer after healing", writes_after_heal, timeout=30)
-            finally:
-                workload.join(timeout=30)
-                txn.finish(deadline=time.monotonic() + TXN_FINISH_S)
-        leaders = sampler.leaders
-        leader_samples = list(sampler.samples)
-        samples = digest_samples(cluster)
-        drain_deadline = max(until + LEASE_GRACE_S, time.monotonic()) + 30
-        for k, q in enumerate(queues):
-            drain(history, writers + consumers + k, targets, q, deadline=drain_deadline)
-        txn.drain(deadline=max(drain_deadline, time.monotonic() + 30))
-        log_paths = [n.log_path for n in cluster.nodes]
-        node_ids = [n.node_id for n in cluster.nodes]
+def _build(
+    stack: ExitStack, scenario: str, out_dir: Path, *, nodes: int, queues: list[str], rng: random.Random
+) -> _Rig:
+    """Step 1 up to the queues: the proxies, the nodes (ready), the queues; all closed by ``stack``."""
+    server = stack.enter_context(ServerThread())
+    history = stack.enter_context(HistoryWriter(out_dir / "history.jsonl"))
+    disks = _disks(out_dir, nodes, stack) if scenario in POWER_LOSS else None
+    api = Toxiproxy()
+    api.update_api_consumer(server.host, server.port)
+    cluster = Cluster(
+        out_dir / "cluster",
+        nodes,
+        # frequent snapshots, so that snapshot transfer and damaged snapshot files are exercised too
+        extra_args=["--snapshot-every-entries", "200", "--snapshot-min-interval-s", "1"],
+        data_dirs=[d.mountpoint / "data" for d in disks] if disks else None,
+    )
+    stack.callback(cluster.close)
+    network = wire(api, cluster)
+    clients = ClientProxies(api)
+    client_urls = clients.setup({n.node_id: f"127.0.0.1:{n.http_port}" for n in cluster.nodes})
+    faults = Targets(cluster, network, clients, rng, disks)
+    cluster.start_all()
+    cluster.wait_ready(timeout=60)
+    _create_queues(cluster, [*queues, *TXN_QUEUES])
+    targets = [Node(n.node_id, client_urls[n.node_id]) for n in cluster.nodes]
+    return _Rig(history, cluster, network, faults, targets)
 
-    events = read_history(history_path)
-    results: Mapping[str, CheckResult] = {
+
+def _exercise(rig: _Rig, scenario: str, duration_s: float, load: _Load) -> _Observed:
+    """Steps 1 (the transaction inputs) to 5: the workloads under the nemesis, healing, the digests, the drains."""
+    txn = TxnWorkload(
+        rig.history,
+        rig.targets,
+        inputs=max(TXN_MIN_INPUTS, round(duration_s * TXN_INPUTS_PER_S)),
+        transformers=load.transformers,
+        max_rate_per_s=TXN_RATE_PER_S,
+    )
+    txn.setup(deadline=time.monotonic() + 60)
+    until = time.monotonic() + duration_s
+    workload = Workload(
+        rig.history,
+        rig.targets,
+        load.queues,
+        writers=load.writers,
+        consumers=load.consumers,
+        lease_until=until + LEASE_GRACE_S,
+    )
+    nemesis = Nemesis(scenario, rig.faults, rig.history)
+    with LeaderSampler(rig.cluster) as sampler:
+        _under_faults(rig, workload, txn, nemesis, until=until, duration_s=duration_s)
+    digests = digest_samples(rig.cluster)
+    drain_deadline = max(until + LEASE_GRACE_S, time.monotonic()) + 30
+    for k, q in enumerate(load.queues):
+        drain(rig.history, load.writers + load.consumers + k, rig.targets, q, deadline=drain_deadline)
+    txn.drain(deadline=max(drain_deadline, time.monotonic() + 30))
+    nodes = rig.cluster.nodes
+    return _Observed(
+        nemesis,
+        sampler.leaders,
+        list(sampler.samples),
+        digests,
+        [n.log_path for n in nodes],
+        [n.node_id for n in nodes],
+    )
+
+
+def _under_faults(
+    rig: _Rig, workload: Workload, txn: TxnWorkload, nemesis: Nemesis, *, until: float, duration_s: float
+) -> None:
+    """Steps 2 to 4: both workloads and the nemesis until ``until``, then healing, a write from every writer after
+    it, and the transformers' last run."""
+    cancel = threading.Event()
+    workload.start()
+    txn.start()
+    nemesis_thread = threading.Thread(target=nemesis.run, args=(until, cancel), name="nemesis")
+    nemesis_thread.start()
+    nemesis_thread.join(duration_s + 120)
+    if nemesis_thread.is_alive():
+        cancel.set()
+        nemesis_thread.join(60)
+    workload.stop_consumers.set()  # leases must outlive every receive's ack
+    _recover(rig.cluster, rig.network)
+    healed = time.monotonic()
+
+    def writes_after_heal() -> bool:
+        last = workload.last_ok
+        return len(last) == workload.writers and all(t > healed for t in last.values())
+
+    try:
+        wait_until("an ok write from every writer after healing", writes_after_heal, timeout=30)
+    finally:
+        workload.join(timeout=30)
+        txn.finish(deadline=time.monotonic() + TXN_FINISH_S)
+
+
+def _check(
+    events: list[Event], scenario: str, queues: list[str], faults: Targets, observed: _Observed
+) -> dict[str, CheckResult]:
+    """Step 6: every checker."""
+    nemesis = observed.nemesis
+    return {
         "queue": check_total_queue(events),
         "once": check_exactly_once(events),
         "linear": check_linearizable(events, queues, include_drain=True),
         "availability": check_availability(events, max_failover_p99_s=FAILOVER_P99_S, max_restart_s=RESTART_WRITE_S),
-        "replicas": check_replicas(samples, expected_nodes=node_ids),
-        "logs": check_logs(log_paths, expected=targets_.expected_log_lines),
+        "replicas": check_replicas(observed.digests, expected_nodes=observed.node_ids),
+        "logs": check_logs(observed.log_paths, expected=faults.expected_log_lines),
         "vacuity": check_vacuity(
             events,
             min_ok_by_f={"enqueue": 10, "ack": 5},
-            leaders=leaders,
+            leaders=observed.leaders,
             min_leader_changes=1 if scenario in LEADER_CHANGING else 0,
         ),
         "txn": check_txn(events, source=TXN_SOURCE, target=TXN_TARGET),
         "nemesis": NemesisResult(not nemesis.problems, nemesis.faults, list(nemesis.problems)),
     }
-    title = f"{scenario} seed={seed} {duration_s:g}s {nodes} nodes"
-    report = build_report(results, history=events, run=f"{scenario} seed={seed} {duration_s:g}s")
-    report["scenario"] = {"name": scenario, "seed": seed, "duration_s": duration_s, "nodes": nodes}
-    _write(out_dir / "report.json", report)
-    _write(out_dir / "leaders.json", [list(s) for s in leader_samples])
-    _write(out_dir / "digests.json", samples)
-    plot_history(events, out_dir / "history.png", title=title)
-    if print_row:
-        summary = report["summary"]
-        assert isinstance(summary, dict)
-        print(format_table([summary]), flush=True)
-        t = results["txn"]
-        assert isinstance(t, TxnResult)
-        print(
-            f"txn: {t.inputs} inputs, {t.committed} committed ({t.transformed} transformed, {t.untransformed} left), "
-            f"{t.duplicates_answered} duplicates answered, {t.aborted} aborted, {t.conflicts} conflicts, "
-            f"{t.unknown_outcomes} unknown outcomes, {t.missing_count} missing, {t.duplicated_count} duplicated: "
-            + ("valid" if t.valid else "INVALID " + "; ".join(t.problems)),
-            flush=True,
-        )
-    return report
+
+
+def _print_row(report: dict[str, Json], results: Mapping[str, CheckResult]) -> None:
+    summary = report["summary"]
+    assert isinstance(summary, dict)
+    print(format_table([summary]), flush=True)
+    t = results["txn"]
+    assert isinstance(t, TxnResult)
+    print(
+        f"txn: {t.inputs} inputs, {t.committed} committed ({t.transformed} transformed, {t.untransformed} left), "
+        f"{t.duplicates_answered} duplicates answered, {t.aborted} aborted, {t.conflicts} conflicts, "
+        f"{t.unknown_outcomes} unknown outcomes, {t.missing_count} missing, {t.duplicated_count} duplicated: "
+        + ("valid" if t.valid else "INVALID " + "; ".join(t.problems)),
+        flush=True,
+    )
 
 
 def _write(path: Path, value: Any) -> None:

@@ -299,15 +299,13 @@ def drain(
     """
     node = nodes[0]
     inv = history.invoke(process, f, queue, None, node=node.node_id)
-    got: list[Json] = []
-    maybe_acked: dict[str, Json] = {}
-    turn = 0
+    acks = _DrainAcks(nodes, queue, deadline, timeout_s)
     while time.monotonic() < deadline:
-        node = nodes[turn % len(nodes)]
+        node = nodes[acks.turn % len(nodes)]
         body: dict[str, Json] = {"max_messages": 100, "visibility_timeout_s": lease_s}
         answer = request(node.url + f"/v1/queues/{queue}/receive", "POST", body, timeout_s)
         if answer.outcome != "ok":
-            turn += 1
+            acks.turn += 1
             if answer.outcome == "info":
                 wait_nothing_hidden(nodes, queue, deadline)
             else:
@@ -318,32 +316,51 @@ def drain(
             if wait_nothing_hidden(nodes, queue, deadline):
                 counts = _counts(nodes, queue, timeout_s)
                 if counts is not None and counts.get("ready") == 0 and counts.get("leased") == 0:
-                    history.ok(inv, got + list(maybe_acked.values()), node=node.node_id)
+                    history.ok(inv, acks.got + list(acks.maybe_acked.values()), node=node.node_id)
                     return True
             continue
+        acks.ack(messages)
+    history.info(inv, "drain deadline passed", value=acks.got)
+    return False
+
+
+class _DrainAcks:
+    """The acks of a :func:`drain`: what it read for certain, and what an ack with an unknown outcome may have
+    deleted (by message id)."""
+
+    def __init__(self, nodes: Sequence[Node], queue: str, deadline: float, timeout_s: float) -> None:
+        self.nodes = nodes
+        self.queue = queue
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+        self.got: list[Json] = []
+        self.maybe_acked: dict[str, Json] = {}
+        #: which node to ask next (round robin, moved on after each failure)
+        self.turn = 0
+
+    def ack(self, messages: list[dict[str, Any]]) -> None:
+        """Acks one received batch until each receipt has a definite outcome, or the deadline."""
+        nodes, queue = self.nodes, self.queue
         for m in messages:
             # received again: an earlier ack with an unknown outcome did not delete it
-            maybe_acked.pop(m["message_id"], None)
+            self.maybe_acked.pop(m["message_id"], None)
         receipts = [m["receipt"] for m in messages]
         unsure = False  # an earlier ack of these receipts had an unknown outcome
-        while receipts and time.monotonic() < deadline:
-            ack = request(
-                nodes[turn % len(nodes)].url + f"/v1/queues/{queue}/ack", "POST", {"receipts": receipts}, timeout_s
-            )
+        while receipts and time.monotonic() < self.deadline:
+            url = nodes[self.turn % len(nodes)].url + f"/v1/queues/{queue}/ack"
+            ack = request(url, "POST", {"receipts": receipts}, self.timeout_s)
             if ack.outcome == "ok":
                 outcomes = {r["receipt"]: r["outcome"] for r in ack.body["results"]}
                 for m in messages:
                     if outcomes.get(m["receipt"]) in ("acked", "already_acked"):  # already: our earlier attempt
-                        got.append(_delivery(m))
+                        self.got.append(_delivery(m))
                     elif unsure and outcomes.get(m["receipt"]) == "stale":
                         # our earlier ack may have deleted it; if it was not, it comes back and is read again
-                        maybe_acked[m["message_id"]] = _delivery(m)
+                        self.maybe_acked[m["message_id"]] = _delivery(m)
                 done = ("acked", "already_acked", "stale", "invalid")
                 receipts = [r for r in receipts if outcomes.get(r) not in done]
                 messages = [m for m in messages if m["receipt"] in receipts]
             else:
                 unsure = unsure or ack.outcome == "info"
-                turn += 1
+                self.turn += 1
                 time.sleep(0.1)
-    history.info(inv, "drain deadline passed", value=got)
-    return False

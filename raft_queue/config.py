@@ -189,6 +189,20 @@ class NodeConfig:
         ids = [peer.node_id for peer in self.peers]
         if self.node_id not in ids:
             raise ConfigError(f"node id {self.node_id!r} is not among the peers ({', '.join(ids)})")
+        self._fill_binds()
+        if len(self.cluster_secret) < MIN_SECRET_LEN:
+            raise ConfigError(f"cluster secret: {len(self.cluster_secret)} characters, need at least {MIN_SECRET_LEN}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if not (math.isfinite(self.request_timeout_s) and self.request_timeout_s > 0):
+            raise ConfigError(f"request timeout: {self.request_timeout_s} s must be a positive number")
+        if self.max_request_bytes < 1:
+            raise ConfigError(f"max request bytes: {self.max_request_bytes} must be positive")
+        self._check_raft(ids)
+        self._check_retention()
+
+    def _fill_binds(self) -> None:
+        """Takes the empty bind addresses from this node's own entry in ``peers``, and checks them."""
         own = self.self_peer
         if not self.raft_bind:
             object.__setattr__(self, "raft_bind", own.raft_address)
@@ -200,14 +214,9 @@ class NodeConfig:
             object.__setattr__(self, "http_bind_port", own_http.port)
         if not 1 <= self.http_bind_port <= 65535:
             raise ConfigError(f"http bind: port {self.http_bind_port} is not a number from 1 to 65535")
-        if len(self.cluster_secret) < MIN_SECRET_LEN:
-            raise ConfigError(f"cluster secret: {len(self.cluster_secret)} characters, need at least {MIN_SECRET_LEN}")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-        if not (math.isfinite(self.request_timeout_s) and self.request_timeout_s > 0):
-            raise ConfigError(f"request timeout: {self.request_timeout_s} s must be a positive number")
-        if self.max_request_bytes < 1:
-            raise ConfigError(f"max request bytes: {self.max_request_bytes} must be positive")
+
+    def _check_raft(self, ids: list[str]) -> None:
+        """The election timeouts, the dial-via peers and the snapshot settings."""
         lo, hi = self.election_timeout_min_s, self.election_timeout_max_s
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ConfigError("election timeouts must be finite numbers")
@@ -224,6 +233,8 @@ class NodeConfig:
             raise ConfigError(f"snapshot journal MiB: {self.snapshot_journal_mb} must be 1 to 1048576")
         if not (math.isfinite(self.snapshot_min_interval_s) and self.snapshot_min_interval_s >= 1):
             raise ConfigError(f"snapshot min interval: {self.snapshot_min_interval_s} s must be at least 1 s")
+
+    def _check_retention(self) -> None:
         retention = self.transaction_retention_s
         if not (math.isfinite(retention) and 60 <= retention <= MAX_TRANSACTION_RETENTION_S):
             raise ConfigError(

@@ -11,7 +11,7 @@ that the same receipt later answers ``already_acked`` (the ack took effect) rath
 from __future__ import annotations
 
 from state_machine import config as limits
-from state_machine.commands import Ack, Enqueue, Extend, Nack, Receive
+from state_machine.commands import Ack, Enqueue, Extend, Nack, NewMessage, Receive
 from state_machine.records import (
     AckedRecord,
     AttemptRecord,
@@ -52,11 +52,38 @@ def enqueue(store: Store, op: Enqueue) -> Result:
     if not 1 <= len(op.messages) <= limits.MAX_BATCH:
         return Rejected(ErrorCode.INVALID_ARGUMENT, f"a batch holds 1 to {limits.MAX_BATCH} messages", "messages")
     cfg = meta.config
-    now = store.now_ms
     # Decide everything before writing anything: the batch is all or nothing.
-    plan: list[EnqueuedMessage | int] = []  # an EnqueuedMessage for a duplicate, else the index of the new one
+    plan = _plan_enqueue(store, meta, op)
+    if isinstance(plan, Rejected):
+        return plan
+    fresh = sum(1 for step in plan if isinstance(step, int) and step >= 0)
+    if cfg.max_length and meta.depth + fresh > cfg.max_length:
+        return Rejected(
+            ErrorCode.QUEUE_FULL,
+            f"queue '{op.queue}' holds {meta.depth} of at most {cfg.max_length} messages; {fresh} more do not fit",
+        )
+    assigned: dict[int, EnqueuedMessage] = {}
+    out: list[EnqueuedMessage] = []
+    for step in plan:
+        if isinstance(step, EnqueuedMessage):
+            out.append(step)
+        elif step < 0:
+            original = assigned[-1 - step]
+            out.append(EnqueuedMessage(original.message_id, original.seq, duplicate=True))
+        else:
+            assigned[step] = _append(store, meta, op.queue, op.messages[step])
+            out.append(assigned[step])
+    store.put_queue(op.queue, meta)
+    return Enqueued(out)
+
+
+def _plan_enqueue(store: Store, meta: QueueMeta, op: Enqueue) -> list[EnqueuedMessage | int] | Rejected:
+    """What each message of the batch becomes: an EnqueuedMessage for a duplicate of a stored one, ``-1 - first``
+    for a duplicate of message ``first`` of this batch, else its own index (a new message); or why the batch is
+    rejected."""
+    cfg = meta.config
+    plan: list[EnqueuedMessage | int] = []
     in_batch: dict[str, int] = {}
-    fresh = 0
     for i, m in enumerate(op.messages):
         where = f"messages[{i}]"
         if len(m.body) > cfg.max_message_bytes:
@@ -70,7 +97,7 @@ def enqueue(store: Store, op: Enqueue) -> Result:
         key = m.idempotency_key
         if key is not None:
             seen = store.dedup(meta.qid, key)
-            if seen is not None and seen.expires_ms > now:
+            if seen is not None and seen.expires_ms > store.now_ms:
                 if seen.fingerprint != m.fingerprint:
                     return _key_conflict(key, where)
                 plan.append(EnqueuedMessage(seen.message_id, seen.seq, duplicate=True))
@@ -79,57 +106,42 @@ def enqueue(store: Store, op: Enqueue) -> Result:
                 first = in_batch[key]
                 if op.messages[first].fingerprint != m.fingerprint:
                     return _key_conflict(key, where)
-                plan.append(-1 - first)  # a duplicate of message ``first`` of this batch
+                plan.append(-1 - first)
                 continue
             in_batch[key] = i
         plan.append(i)
-        fresh += 1
-    if cfg.max_length and meta.depth + fresh > cfg.max_length:
-        return Rejected(
-            ErrorCode.QUEUE_FULL,
-            f"queue '{op.queue}' holds {meta.depth} of at most {cfg.max_length} messages; {fresh} more do not fit",
+    return plan
+
+
+def _append(store: Store, meta: QueueMeta, queue: str, m: NewMessage) -> EnqueuedMessage:
+    """Writes one new message of a batch (and its idempotency record) at the queue's next sequence number."""
+    now = store.now_ms
+    seq = meta.next_seq
+    meta.next_seq += 1
+    delayed = m.delay_ms > 0
+    rec = MessageRecord(
+        message_id=m.message_id,
+        body=m.body,
+        attributes=m.attributes,
+        enqueued_at_ms=now,
+        state=MessageState.DELAYED if delayed else MessageState.READY,
+        due_ms=now + m.delay_ms if delayed else 0,
+    )
+    store.put_message(meta.qid, seq, rec)
+    store.index(meta.qid, seq, rec)
+    if delayed:
+        meta.delayed += 1
+    else:
+        meta.ready += 1
+        store.woken.add(queue)
+    meta.enqueued_total += 1
+    if m.idempotency_key is not None:
+        store.put_dedup(
+            meta.qid,
+            m.idempotency_key,
+            DedupRecord(m.message_id, seq, m.fingerprint, now + meta.config.dedup_window_ms),
         )
-    assigned: dict[int, EnqueuedMessage] = {}
-    out: list[EnqueuedMessage] = []
-    for step in plan:
-        if isinstance(step, EnqueuedMessage):
-            out.append(step)
-            continue
-        if step < 0:
-            original = assigned[-1 - step]
-            out.append(EnqueuedMessage(original.message_id, original.seq, duplicate=True))
-            continue
-        m = op.messages[step]
-        seq = meta.next_seq
-        meta.next_seq += 1
-        delayed = m.delay_ms > 0
-        rec = MessageRecord(
-            message_id=m.message_id,
-            body=m.body,
-            attributes=m.attributes,
-            enqueued_at_ms=now,
-            state=MessageState.DELAYED if delayed else MessageState.READY,
-            due_ms=now + m.delay_ms if delayed else 0,
-        )
-        store.put_message(meta.qid, seq, rec)
-        store.index(meta.qid, seq, rec)
-        if delayed:
-            meta.delayed += 1
-        else:
-            meta.ready += 1
-            store.woken.add(op.queue)
-        meta.enqueued_total += 1
-        if m.idempotency_key is not None:
-            store.put_dedup(
-                meta.qid,
-                m.idempotency_key,
-                DedupRecord(m.message_id, seq, m.fingerprint, now + cfg.dedup_window_ms),
-            )
-        done = EnqueuedMessage(m.message_id, seq)
-        assigned[step] = done
-        out.append(done)
-    store.put_queue(op.queue, meta)
-    return Enqueued(out)
+    return EnqueuedMessage(m.message_id, seq)
 
 
 def _key_conflict(key: str, where: str) -> Rejected:

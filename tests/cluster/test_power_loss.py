@@ -47,33 +47,51 @@ def _power_cut_run(tmp_path: Path, disks: list[LoopDisk], extra_args: list[str])
     """Returns (acknowledged, lost, ids found after the restart)."""
     cluster = Cluster(tmp_path / "logs", 3, extra_args, data_dirs=[d.mountpoint / "data" for d in disks])
     (tmp_path / "logs").mkdir(exist_ok=True)
-    acked: list[dict[str, Any]] = []
-    lock = threading.Lock()
-    stop = threading.Event()
     try:
         cluster.start_all()
         cluster.wait_ready()
         assert http_json(cluster.urls[0] + "/v1/queues/ledger", "PUT", {})[0] == 201
+        acknowledged = _write_then_cut_power(cluster, disks)
+        assert len(acknowledged) >= 400, f"only {len(acknowledged)} writes were acknowledged before the cut"
+        found = _restart_and_read(cluster, disks)
+        if found is None:
+            return len(acknowledged), len(acknowledged), set()
+        return len(acknowledged), len(acknowledged - found), found
+    except BaseException:
+        import sys
 
-        def produce(worker: int) -> None:
-            n = 0
-            while not stop.is_set():
-                code, resp = http_json(
-                    cluster.urls[n % 3] + "/v1/queues/ledger/messages",
-                    "POST",
-                    {"body": f"w{worker}-{n}", "idempotency_key": f"w{worker}-{n}"},
-                )
-                if code in (200, 201):
-                    with lock:
-                        acked.append(resp)
-                n += 1
+        sys.stderr.write(cluster.logs())
+        raise
+    finally:
+        cluster.close()
 
+
+def _write_then_cut_power(cluster: Cluster, disks: list[LoopDisk]) -> set[str]:
+    """8 writers on every node; once 400 writes are acknowledged (or 30 s), power is cut on every node at once,
+    while writes are in flight. Returns the ids of the messages acknowledged before the cut."""
+    acked: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def produce(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            code, resp = http_json(
+                cluster.urls[n % 3] + "/v1/queues/ledger/messages",
+                "POST",
+                {"body": f"w{worker}-{n}", "idempotency_key": f"w{worker}-{n}"},
+            )
+            if code in (200, 201):
+                with lock:
+                    acked.append(resp)
+            n += 1
+
+    try:
         with ThreadPoolExecutor(8) as pool:
             workers = [pool.submit(produce, w) for w in range(8)]
             deadline = time.monotonic() + 30
             while len(acked) < 400 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            # Cut power on every node at once, while writes are in flight.
             fds = [d.open_for_shutdown() for d in disks]
             with lock:
                 acknowledged = {a["message_id"] for a in acked}
@@ -85,33 +103,31 @@ def _power_cut_run(tmp_path: Path, disks: list[LoopDisk], extra_args: list[str])
             for w in workers:
                 with contextlib.suppress(OSError):
                     w.result(timeout=30)
-        assert len(acknowledged) >= 400, f"only {len(acknowledged)} writes were acknowledged before the cut"
-        for d in disks:
-            d.unmount()
-            d.mount()
-        cluster.start_all()
-        try:
-            cluster.wait_ready(timeout=30)
-        except AssertionError:
-            return len(acknowledged), len(acknowledged), set()
-        code, _ = http_json(cluster.urls[0] + "/v1/queues/ledger")
-        if code == 404:
-            return len(acknowledged), len(acknowledged), set()
-        # The queue is back: every acknowledged message must be in it exactly once.
-        enqueue_with_retry(cluster.urls, "ledger", "marker", "marker")
-        got = drain(cluster.urls[0], "ledger")
-        ids = [m["message_id"] for m in got]
-        assert len(ids) == len(set(ids)), "a message came back twice"
-        found = set(ids)
-        return len(acknowledged), len(acknowledged - found), found
-    except BaseException:
-        import sys
-
-        sys.stderr.write(cluster.logs())
-        raise
     finally:
         stop.set()
-        cluster.close()
+    return acknowledged
+
+
+def _restart_and_read(cluster: Cluster, disks: list[LoopDisk]) -> set[str] | None:
+    """Remounts the disks and restarts the nodes; the ids of the messages in the queue, or None if the cluster or
+    the queue did not come back (every acknowledged message lost)."""
+    for d in disks:
+        d.unmount()
+        d.mount()
+    cluster.start_all()
+    try:
+        cluster.wait_ready(timeout=30)
+    except AssertionError:
+        return None
+    code, _ = http_json(cluster.urls[0] + "/v1/queues/ledger")
+    if code == 404:
+        return None
+    # The queue is back: every acknowledged message must be in it exactly once.
+    enqueue_with_retry(cluster.urls, "ledger", "marker", "marker")
+    got = drain(cluster.urls[0], "ledger")
+    ids = [m["message_id"] for m in got]
+    assert len(ids) == len(set(ids)), "a message came back twice"
+    return set(ids)
 
 
 def test_power_loss_of_every_node_loses_no_acknowledged_message(tmp_path: Path, disks: list[LoopDisk]) -> None:

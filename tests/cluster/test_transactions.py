@@ -103,12 +103,77 @@ def test_consume_transform_produce_is_exactly_once_across_leader_kills(cluster: 
             urls[k % 3] + "/v1/queues/src/messages", "POST", {"body": f"order-{k}", "idempotency_key": f"order-{k}"}
         )
         assert code == 201
-    stats = Stats()
-    finished = threading.Event()
-    failures: list[str] = []
+    pipeline = _Pipeline(urls)
+    killer = LeaderKiller(cluster, kills=4, every_s=1.0, down_s=0.8)
+    workers = [threading.Thread(target=pipeline.worker, args=(w,), daemon=True) for w in range(3)]
+    killer.start()
+    for t in workers:
+        t.start()
 
-    def settle(message: dict[str, Any], first_node: int) -> None:
+    def all_moved() -> bool:
+        try:
+            code, info = http_json(urls[0] + "/v1/queues/src", timeout=2.0)
+        except OSError:
+            return False
+        counts = info["counts"] if code == 200 else {}
+        return code == 200 and counts["acked_total"] == inputs and counts["ready"] + counts["leased"] == 0
+
+    try:
+        wait_until("every input to be transformed", all_moved, timeout=120, interval=0.25)
+    finally:
+        pipeline.finished.set()
+        killer.stop.set()
+        killer.join(30)
+        for t in workers:
+            t.join(30)
+    assert killer.error is None and killer.done >= 3, (killer.error, killer.done)
+    assert pipeline.failures == []
+    cluster.wait_ready(timeout=60)
+    outputs = Counter(m["body"] for m in drain(urls[0], "dst"))
+    assert outputs == Counter({transform(f"order-{k}"): 1 for k in range(inputs)})
+    print(f"\npipeline: {inputs} inputs, {killer.done} leader kills, {dict(pipeline.stats.counts)}")
+
+
+class _Pipeline:
+    """The consume-transform-produce workers: each receives one message of ``src`` and commits, in one
+    transaction, its ack and the enqueue of its transform to ``dst``; until ``finished``."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.stats = Stats()
+        self.finished = threading.Event()
+        self.failures: list[str] = []
+
+    def worker(self, w: int) -> None:
+        urls, stats, finished = self.urls, self.stats, self.finished
+        node = w
+        while not finished.is_set():
+            attempt = uuid.uuid4().hex
+            while not finished.is_set():  # the same attempt ID until the receive's outcome is known
+                code, resp = call(
+                    urls[node % 3] + "/v1/queues/src/receive",
+                    "POST",
+                    {"max_messages": 1, "receive_attempt_id": attempt},
+                    stats,
+                )
+                node += 1
+                if code == 200:
+                    break
+                if code is not None and code not in (429, 503):
+                    self.failures.append(f"receive: {code} {resp}")
+                    return
+                stats.add("retry")
+                time.sleep(0.05)
+            else:
+                return
+            for message in resp["messages"]:
+                self.settle(message, node)
+            # Paced, so that the pipeline runs for several seconds and the leader kills land in the middle of it.
+            time.sleep(PIPELINE_PACE_S)
+
+    def settle(self, message: dict[str, Any], first_node: int) -> None:
         """Commits ack(src) + enqueue(dst) as one transaction, retrying under the same ID until decided."""
+        urls, stats = self.urls, self.stats
         txid = f"xform-{message['message_id']}"
         body = {
             "transaction_id": txid,
@@ -118,7 +183,7 @@ def test_consume_transform_produce_is_exactly_once_across_leader_kills(cluster: 
             ],
         }
         node = first_node
-        while not finished.is_set():
+        while not self.finished.is_set():
             code, resp = call(urls[node % 3] + "/v1/transactions", "POST", body, stats)
             node += 1
             if code == 200:
@@ -135,65 +200,10 @@ def test_consume_transform_produce_is_exactly_once_across_leader_kills(cluster: 
                     return
                 continue
             if code is not None and code not in (429, 503):
-                failures.append(f"transaction {txid}: {code} {resp}")
+                self.failures.append(f"transaction {txid}: {code} {resp}")
                 return
             stats.add("retry")
             time.sleep(0.05)
-
-    def worker(w: int) -> None:
-        node = w
-        while not finished.is_set():
-            attempt = uuid.uuid4().hex
-            while not finished.is_set():  # the same attempt ID until the receive's outcome is known
-                code, resp = call(
-                    urls[node % 3] + "/v1/queues/src/receive",
-                    "POST",
-                    {"max_messages": 1, "receive_attempt_id": attempt},
-                    stats,
-                )
-                node += 1
-                if code == 200:
-                    break
-                if code is not None and code not in (429, 503):
-                    failures.append(f"receive: {code} {resp}")
-                    return
-                stats.add("retry")
-                time.sleep(0.05)
-            else:
-                return
-            for message in resp["messages"]:
-                settle(message, node)
-            # Paced, so that the pipeline runs for several seconds and the leader kills land in the middle of it.
-            time.sleep(PIPELINE_PACE_S)
-
-    killer = LeaderKiller(cluster, kills=4, every_s=1.0, down_s=0.8)
-    workers = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(3)]
-    killer.start()
-    for t in workers:
-        t.start()
-
-    def all_moved() -> bool:
-        try:
-            code, info = http_json(urls[0] + "/v1/queues/src", timeout=2.0)
-        except OSError:
-            return False
-        counts = info["counts"] if code == 200 else {}
-        return code == 200 and counts["acked_total"] == inputs and counts["ready"] + counts["leased"] == 0
-
-    try:
-        wait_until("every input to be transformed", all_moved, timeout=120, interval=0.25)
-    finally:
-        finished.set()
-        killer.stop.set()
-        killer.join(30)
-        for t in workers:
-            t.join(30)
-    assert killer.error is None and killer.done >= 3, (killer.error, killer.done)
-    assert failures == []
-    cluster.wait_ready(timeout=60)
-    outputs = Counter(m["body"] for m in drain(urls[0], "dst"))
-    assert outputs == Counter({transform(f"order-{k}"): 1 for k in range(inputs)})
-    print(f"\npipeline: {inputs} inputs, {killer.done} leader kills, {dict(stats.counts)}")
 
 
 def test_transaction_ids_make_retried_producers_exactly_once(cluster: Cluster) -> None:

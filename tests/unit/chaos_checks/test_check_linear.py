@@ -580,58 +580,77 @@ def simulate(
     Ops that end ``fail`` never take effect; ops that end ``info`` took effect already, or take effect later (at a
     random point, even after their client moved on), or never.
     """
-    rng = random.Random(seed)
-    w = writer()
-    real: deque[str] = deque()
-    flying: dict[int, _InFlight] = {}
-    floating: list[_InFlight] = []  # info ops that may still take effect
-    started = 0
+    sim = _Simulation(seed, queue)
+    while sim.started < ops or sim.flying:
+        if sim.floating and sim.rng.random() < 0.05:
+            sim.apply(sim.floating.pop(sim.rng.randrange(len(sim.floating))))
+            continue
+        p = sim.rng.randrange(processes)
+        op = sim.flying.get(p)
+        if op is None:
+            if sim.started < ops:
+                sim.start(p, max_messages)
+        elif not op.applied and sim.rng.random() < 0.6:
+            sim.end_unapplied(p, op, p_fail=p_fail, p_info=p_info)
+        elif op.applied:
+            sim.end_applied(p, op, p_info=p_info)
+    return sim.w
 
-    def apply(op: _InFlight) -> None:
+
+class _Simulation:
+    """The state of :func:`simulate`: the real queue, the ops in flight, the info ops that may still take effect."""
+
+    def __init__(self, seed: int, queue: str) -> None:
+        self.rng = random.Random(seed)
+        self.w = writer()
+        self.queue = queue
+        self.real: deque[str] = deque()
+        self.flying: dict[int, _InFlight] = {}
+        self.floating: list[_InFlight] = []  # info ops that may still take effect
+        self.started = 0
+
+    def apply(self, op: _InFlight) -> None:
         if op.kind == "enqueue":
-            real.append(op.body)
+            self.real.append(op.body)
         else:
-            op.result = tuple(real.popleft() for _ in range(min(op.max_messages, len(real))))
+            op.result = tuple(self.real.popleft() for _ in range(min(op.max_messages, len(self.real))))
         op.applied = True
 
-    while started < ops or flying:
-        if floating and rng.random() < 0.05:
-            apply(floating.pop(rng.randrange(len(floating))))
-            continue
-        p = rng.randrange(processes)
-        op = flying.get(p)
-        if op is None:
-            if started >= ops:
-                continue
-            started += 1
-            if rng.random() < 0.5:
-                body = f"v{started}"
-                flying[p] = _InFlight(w.invoke(p, "enqueue", queue, enq(body)), "enqueue", body, 1)
-            else:
-                m = rng.randint(1, max_messages)
-                flying[p] = _InFlight(w.invoke(p, "receive", queue, {"max_messages": m}), "receive", "", m)
-        elif not op.applied and rng.random() < 0.6:
-            x = rng.random()
-            if x < p_fail:
-                w.fail(op.invoke, "503 not_leader")
-                del flying[p]
-            elif x < p_fail + p_info:
-                w.info(op.invoke, "timeout")
-                if rng.random() < 0.5:
-                    floating.append(op)
-                del flying[p]
-            else:
-                apply(op)
-        elif op.applied:
-            if rng.random() < p_info:
-                w.info(op.invoke, "timeout")
-            elif op.kind == "enqueue":
-                w.ok(op.invoke, enq_ok(op.body, f"id-{op.body}"))
-            else:
-                got: list[Json] = [msg(b) for b in op.result]
-                w.ok(op.invoke, got)
-            del flying[p]
-    return w
+    def start(self, p: int, max_messages: int) -> None:
+        """Process ``p`` invokes an enqueue or a receive."""
+        self.started += 1
+        if self.rng.random() < 0.5:
+            body = f"v{self.started}"
+            self.flying[p] = _InFlight(self.w.invoke(p, "enqueue", self.queue, enq(body)), "enqueue", body, 1)
+        else:
+            m = self.rng.randint(1, max_messages)
+            inv = self.w.invoke(p, "receive", self.queue, {"max_messages": m})
+            self.flying[p] = _InFlight(inv, "receive", "", m)
+
+    def end_unapplied(self, p: int, op: _InFlight, *, p_fail: float, p_info: float) -> None:
+        """An op not applied yet fails, ends info (and may still take effect), or takes effect."""
+        x = self.rng.random()
+        if x < p_fail:
+            self.w.fail(op.invoke, "503 not_leader")
+            del self.flying[p]
+        elif x < p_fail + p_info:
+            self.w.info(op.invoke, "timeout")
+            if self.rng.random() < 0.5:
+                self.floating.append(op)
+            del self.flying[p]
+        else:
+            self.apply(op)
+
+    def end_applied(self, p: int, op: _InFlight, *, p_info: float) -> None:
+        """An op that took effect ends info or ok."""
+        if self.rng.random() < p_info:
+            self.w.info(op.invoke, "timeout")
+        elif op.kind == "enqueue":
+            self.w.ok(op.invoke, enq_ok(op.body, f"id-{op.body}"))
+        else:
+            got: list[Json] = [msg(b) for b in op.result]
+            self.w.ok(op.invoke, got)
+        del self.flying[p]
 
 
 def _respects(order: Sequence[QueueOp], ops: Sequence[QueueOp]) -> bool:
@@ -803,16 +822,19 @@ def test_the_search_agrees_with_an_exhaustive_search_on_unique_values(ops: list[
 # Leases, against an exhaustive search that lets any lease run out at any moment
 
 
+#: in the lease model: (enqueue sequence, value)
+_Item = tuple[int, str]
+
+
 def _exhaustive_leases(ops: Sequence[QueueOp]) -> bool:
     """The lease model by brute force, with values enqueued once: every take leases what it takes; any lease that
     no ack settled may run out at any moment (the message is ready again at its enqueue position); an unknown
     dequeue takes the head, whatever it is. A delivery with count 1 takes a message never leased before, a
     receive's with a higher count one leased before, a drain's with a higher count either."""
-    Item = tuple[int, str]  # (enqueue sequence, value)
 
     @functools.cache
     def rec(
-        remaining: frozenset[int], ready: tuple[Item, ...], leased: frozenset[Item], ever: frozenset[str], seq: int
+        remaining: frozenset[int], ready: tuple[_Item, ...], leased: frozenset[_Item], ever: frozenset[str], seq: int
     ) -> bool:
         if not any(ops[i].known for i in remaining):
             return True
@@ -835,20 +857,8 @@ def _exhaustive_leases(ops: Sequence[QueueOp]) -> bool:
                 if rec(rest, ready[t:], leased | set(head), ever | {v for _, v in head}, seq):
                     return True
                 continue
-            k = len(op.values)
-            if m == 0:
-                if sorted(v for _, v in ready) != sorted(op.values):
-                    continue
-                at = {v: item for item in ready for v in [item[1]]}
-                taken = tuple(at[v] for v in op.values)
-            else:
-                if k > m or tuple(v for _, v in ready[:k]) != op.values or (len(ready) != k and k != m):
-                    continue
-                taken = ready[:k]
-            if any(
-                (op.count(p) <= 1 and v in ever) or (op.count(p) > 1 and m != 0 and v not in ever)
-                for p, v in enumerate(op.values)
-            ):
+            taken = _lease_take(op, ready, ever)
+            if taken is None:
                 continue
             runs_out = {item for p, item in enumerate(taken) if not op.lease_settled(p)}
             left = tuple(x for x in ready if x not in taken)
@@ -857,6 +867,28 @@ def _exhaustive_leases(ops: Sequence[QueueOp]) -> bool:
         return False
 
     return rec(frozenset(range(len(ops))), (), frozenset(), frozenset(), 0)
+
+
+def _lease_take(op: QueueOp, ready: tuple[_Item, ...], ever: frozenset[str]) -> tuple[_Item, ...] | None:
+    """What a known dequeue takes from ``ready`` in the lease model (``ever``: the values leased before), or None
+    if it cannot take effect now."""
+    m = op.max_messages
+    k = len(op.values)
+    if m == 0:
+        if sorted(v for _, v in ready) != sorted(op.values):
+            return None
+        at = {v: item for item in ready for v in [item[1]]}
+        taken = tuple(at[v] for v in op.values)
+    else:
+        if k > m or tuple(v for _, v in ready[:k]) != op.values or (len(ready) != k and k != m):
+            return None
+        taken = ready[:k]
+    if any(
+        (op.count(p) <= 1 and v in ever) or (op.count(p) > 1 and m != 0 and v not in ever)
+        for p, v in enumerate(op.values)
+    ):
+        return None
+    return taken
 
 
 @st.composite
@@ -964,83 +996,110 @@ def simulate_leases(
     sometimes given up. Leases run out at random moments with probability ``p_expire`` per step, and all at the end,
     while the final drain reads: the drain gets what was ready first, then the rest. With ``writers``, processes
     below it only enqueue and the others only receive (as in the workload), else each does either."""
-    rng = random.Random(seed)
-    w = writer()
-    real = _LeaseQueue()
-    flying: dict[int, _Request] = {}
-    floating: list[_Request] = []
-    to_ack: dict[int, str] = {}
-    started = 0
-
-    def apply(r: _Request) -> None:
-        if r.kind == "enqueue":
-            real.enqueue(r.arg)
-            r.result = enq_ok(r.arg, f"id-{r.arg}")
-        elif r.kind == "receive":
-            r.result = real.lease(1)
-        else:
-            r.result = {"receipts": [r.arg], "outcomes": [real.ack(r.arg)]}
-        r.applied = True
-
-    while started < ops or flying or to_ack:
+    sim = _LeaseSimulation(seed, queue)
+    rng = sim.rng
+    while sim.started < ops or sim.flying or sim.to_ack:
         x = rng.random()
-        if floating and x < 0.05:
-            apply(floating.pop(rng.randrange(len(floating))))
+        if sim.floating and x < 0.05:
+            sim.apply(sim.floating.pop(rng.randrange(len(sim.floating))))
             continue
-        if 0.05 <= x < 0.05 + p_expire and real.leased():
-            rng.choice(real.leased()).state = "ready"
+        if 0.05 <= x < 0.05 + p_expire and sim.real.leased():
+            rng.choice(sim.real.leased()).state = "ready"
             continue
         p = rng.randrange(processes)
-        r = flying.get(p)
+        r = sim.flying.get(p)
         if r is None:
-            if p in to_ack:
-                flying[p] = _Request(w.invoke(p, "ack", queue, {"receipts": [to_ack[p]]}), "ack", to_ack[p])
-            elif started < ops:
-                started += 1
-                if (rng.random() < 0.5) if writers is None else p < writers:
-                    body = f"v{started}"
-                    flying[p] = _Request(w.invoke(p, "enqueue", queue, enq(body)), "enqueue", body)
-                else:
-                    flying[p] = _Request(w.invoke(p, "receive", queue, {"max_messages": 1}), "receive", "")
-            continue
-        if not r.applied and rng.random() < 0.6:
-            if rng.random() < p_info:
-                w.info(r.invoke, "timeout")
-                if rng.random() < 0.5:
-                    floating.append(r)
-                del flying[p]
-                if r.kind == "ack" and rng.random() < 0.2:
-                    del to_ack[p]  # the consumer gives up
-            else:
-                apply(r)
+            sim.start(p, ops=ops, writers=writers)
+        elif not r.applied and rng.random() < 0.6:
+            sim.end_unapplied(p, r, p_info=p_info)
         elif r.applied:
-            if rng.random() < p_info:
-                w.info(r.invoke, "timeout")
-            else:
-                w.ok(r.invoke, r.result)
-                if r.kind == "receive" and isinstance(r.result, list) and r.result:
-                    first = r.result[0]
-                    assert isinstance(first, dict)
-                    to_ack[p] = str(first["receipt"])
-                elif r.kind == "ack":
-                    del to_ack[p]
-            del flying[p]
-    for r in floating:
+            sim.end_applied(p, r, p_info=p_info)
+    for r in sim.floating:
         if rng.random() < 0.5:
-            apply(r)
-    inv = w.invoke(processes, "drain", queue, None)
-    read: list[Json] = []
-    ready = real.ready()
-    for message in ready[: rng.randint(0, len(ready))]:
-        read.extend(real.lease(1))
-        message.state = "deleted"
-    for message in real.leased():
-        message.state = "ready"
-    for message in real.ready():
-        read.extend(real.lease(1))
-        message.state = "deleted"
-    w.ok(inv, read)
-    return w
+            sim.apply(r)
+    sim.drain(processes)
+    return sim.w
+
+
+class _LeaseSimulation:
+    """The state of :func:`simulate_leases`: the real queue, the requests in flight, the info requests that may
+    still take effect, and the receipt each consumer is acking."""
+
+    def __init__(self, seed: int, queue: str) -> None:
+        self.rng = random.Random(seed)
+        self.w = writer()
+        self.queue = queue
+        self.real = _LeaseQueue()
+        self.flying: dict[int, _Request] = {}
+        self.floating: list[_Request] = []
+        self.to_ack: dict[int, str] = {}
+        self.started = 0
+
+    def apply(self, r: _Request) -> None:
+        if r.kind == "enqueue":
+            self.real.enqueue(r.arg)
+            r.result = enq_ok(r.arg, f"id-{r.arg}")
+        elif r.kind == "receive":
+            r.result = self.real.lease(1)
+        else:
+            r.result = {"receipts": [r.arg], "outcomes": [self.real.ack(r.arg)]}
+        r.applied = True
+
+    def start(self, p: int, *, ops: int, writers: int | None) -> None:
+        """Process ``p`` invokes its ack (if it has one to make), else an enqueue or a receive (if ops are left)."""
+        w, queue = self.w, self.queue
+        if p in self.to_ack:
+            self.flying[p] = _Request(w.invoke(p, "ack", queue, {"receipts": [self.to_ack[p]]}), "ack", self.to_ack[p])
+        elif self.started < ops:
+            self.started += 1
+            if (self.rng.random() < 0.5) if writers is None else p < writers:
+                body = f"v{self.started}"
+                self.flying[p] = _Request(w.invoke(p, "enqueue", queue, enq(body)), "enqueue", body)
+            else:
+                self.flying[p] = _Request(w.invoke(p, "receive", queue, {"max_messages": 1}), "receive", "")
+
+    def end_unapplied(self, p: int, r: _Request, *, p_info: float) -> None:
+        """A request not applied yet ends info (may still take effect; a consumer may give up its ack), or takes
+        effect."""
+        if self.rng.random() < p_info:
+            self.w.info(r.invoke, "timeout")
+            if self.rng.random() < 0.5:
+                self.floating.append(r)
+            del self.flying[p]
+            if r.kind == "ack" and self.rng.random() < 0.2:
+                del self.to_ack[p]  # the consumer gives up
+        else:
+            self.apply(r)
+
+    def end_applied(self, p: int, r: _Request, *, p_info: float) -> None:
+        """A request that took effect ends info or ok (an ok receive gives its consumer a receipt to ack)."""
+        if self.rng.random() < p_info:
+            self.w.info(r.invoke, "timeout")
+        else:
+            self.w.ok(r.invoke, r.result)
+            if r.kind == "receive" and isinstance(r.result, list) and r.result:
+                first = r.result[0]
+                assert isinstance(first, dict)
+                self.to_ack[p] = str(first["receipt"])
+            elif r.kind == "ack":
+                del self.to_ack[p]
+        del self.flying[p]
+
+    def drain(self, process: int) -> None:
+        """The final drain: what was ready first (some of it), then every lease runs out, then the rest."""
+        real = self.real
+        inv = self.w.invoke(process, "drain", self.queue, None)
+        read: list[Json] = []
+        ready = real.ready()
+        for message in ready[: self.rng.randint(0, len(ready))]:
+            read.extend(real.lease(1))
+            message.state = "deleted"
+        for message in real.leased():
+            message.state = "ready"
+        for message in real.ready():
+            read.extend(real.lease(1))
+            message.state = "deleted"
+        self.w.ok(inv, read)
 
 
 @SETTINGS

@@ -35,10 +35,12 @@ from raft_queue_client import (
     InvalidRequest,
     NackOp,
     OutgoingMessage,
+    QueueConfig,
     QueueExists,
     QueueInfo,
     QueueInUse,
     QueueNotFound,
+    ReceivedMessage,
     SettleOpResult,
     SettleOutcome,
     TransactionAborted,
@@ -180,6 +182,15 @@ def model_of(exchange: Exchange, document: object) -> type[Any]:
 
 async def every_operation(client: AsyncClient) -> None:
     """Each client operation once, with its typed result checked against what was done."""
+    config = await queue_operations(client)
+    third = await message_operations(client, config)
+    await transaction_operations(client, third)
+    assert (await client.delete_queue("settlements")).commit_index is not None
+    with pytest.raises(QueueInUse):
+        await client.delete_queue("orders-dlq")
+
+
+async def queue_operations(client: AsyncClient) -> QueueConfig:
     status = await client.cluster()
     assert status.role == "leader" and status.leader_url == client.urls[0] and status.has_quorum
 
@@ -194,7 +205,11 @@ async def every_operation(client: AsyncClient) -> None:
     assert not (await client.create_queue("orders", visibility_timeout_s=30, max_deliveries=2,
                                           dead_letter_queue="orders-dlq", max_length=100)).created  # fmt: skip
     await client.create_queue("settlements")
+    return config
 
+
+async def message_operations(client: AsyncClient, config: QueueConfig) -> ReceivedMessage:
+    """Enqueue (single, duplicate, batch), read the queue, receive and settle; returns a still leased message."""
     one = await client.enqueue("orders", "first", attributes={"kind": "order"}, idempotency_key="order-1")
     again = await client.enqueue("orders", "first", attributes={"kind": "order"}, idempotency_key="order-1")
     assert not one.duplicate and again.duplicate and again.message_id == one.message_id
@@ -219,10 +234,13 @@ async def every_operation(client: AsyncClient) -> None:
     extended = await client.extend("orders", [third, "not-a-receipt"], visibility_timeout_s=60)
     assert [r.outcome for r in extended] == [SettleOutcome.EXTENDED, SettleOutcome.INVALID]
     assert extended[0].receipt == third.receipt
+    return third
 
+
+async def transaction_operations(client: AsyncClient, third: ReceivedMessage) -> None:
     # A one-shot transaction: ack the input and publish the output, atomically; the same ID repeats the outcome.
     [redelivered] = await client.receive("orders")
-    assert redelivered.message_id == second.message_id and redelivered.delivery_count == 2
+    assert redelivered.body == "second" and redelivered.delivery_count == 2
     ops: list[TransactionOp] = [AckOp("orders", redelivered), EnqueueOp("settlements", ["settle second"])]
     committed = await client.transact("settle-2", ops)
     assert not committed.duplicate and committed.transaction_id == "settle-2"
@@ -256,10 +274,6 @@ async def every_operation(client: AsyncClient) -> None:
     assert refused.value.reason == "preconditions" and refused.value.transaction_id == "bad"
     assert refused.value.decided_index is not None and not refused.value.duplicate
     assert [(f.op, f.code) for f in refused.value.failures] == [(0, "queue_not_found")]
-
-    assert (await client.delete_queue("settlements")).commit_index is not None
-    with pytest.raises(QueueInUse):
-        await client.delete_queue("orders-dlq")
 
 
 async def problems(client: AsyncClient) -> None:

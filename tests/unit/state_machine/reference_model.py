@@ -354,20 +354,39 @@ class ReferenceModel:
             return _rejected("queue_not_found")
         if not 1 <= len(op.messages) <= MAX_BATCH:
             return _rejected("invalid_argument", "messages")
-        now, cfg = self.clock, q.config
         # First decide, for every message: a known key's original, the same as an earlier one of this batch,
         # or new. Any refusal refuses the whole batch.
+        plan = self._plan_enqueue(q, op)
+        if not isinstance(plan, list):
+            return plan
+        fresh = plan.count(None)
+        depth = len(q.messages)
+        if q.config.max_length and depth + fresh > q.config.max_length:
+            return _rejected("queue_full")
+        out: list[tuple[str, int, bool]] = []
+        for m, step in zip(op.messages, plan, strict=True):
+            if isinstance(step, tuple):
+                out.append((step[0], step[1], True))
+            elif isinstance(step, int):
+                out.append((out[step][0], out[step][1], True))
+            else:
+                out.append((m.message_id, self._append(q, op.queue, m), False))
+        return ("enqueued", tuple(out))
+
+    def _plan_enqueue(self, q: Queue, op: Enqueue) -> list[tuple[str, int] | int | None] | Norm:
+        """Per message: (message id, seq) of a known key's original, the index of an earlier message of this batch
+        with the same key, or None (new); or the refusal of the whole batch."""
         plan: list[tuple[str, int] | int | None] = []
         first_with_key: dict[str, int] = {}
         for i, m in enumerate(op.messages):
-            if len(m.body) > cfg.max_message_bytes:
+            if len(m.body) > q.config.max_message_bytes:
                 return _rejected("message_too_large", f"messages[{i}].body")
             if not 0 <= m.delay_ms <= MAX_DELAY_MS:
                 return _rejected("invalid_argument", f"messages[{i}].delay_s")
             key = m.idempotency_key
             if key is not None:
                 known = q.keys.get(key)
-                if known is not None and now < known.expires_ms:
+                if known is not None and self.clock < known.expires_ms:
                     if known.payload != _payload(m):
                         return _rejected("idempotency_key_conflict", f"messages[{i}].idempotency_key")
                     plan.append((known.message_id, known.seq))
@@ -380,29 +399,22 @@ class ReferenceModel:
                     continue
                 first_with_key[key] = i
             plan.append(None)
-        fresh = plan.count(None)
-        depth = len(q.messages)
-        if cfg.max_length and depth + fresh > cfg.max_length:
-            return _rejected("queue_full")
-        out: list[tuple[str, int, bool]] = []
-        for m, step in zip(op.messages, plan, strict=True):
-            if isinstance(step, tuple):
-                out.append((step[0], step[1], True))
-            elif isinstance(step, int):
-                out.append((out[step][0], out[step][1], True))
-            else:
-                seq = q.next_seq
-                q.next_seq += 1
-                if m.delay_ms:
-                    q.messages[seq] = Message(m.message_id, m.body, m.attributes, now, DELAYED, 0, now + m.delay_ms)
-                else:
-                    q.messages[seq] = Message(m.message_id, m.body, m.attributes, now, READY)
-                    self._woken.add(op.queue)
-                q.enqueued_total += 1
-                if m.idempotency_key is not None:
-                    q.keys[m.idempotency_key] = KnownKey(m.message_id, seq, _payload(m), now + cfg.dedup_window_ms)
-                out.append((m.message_id, seq, False))
-        return ("enqueued", tuple(out))
+        return plan
+
+    def _append(self, q: Queue, queue: str, m: NewMessage) -> int:
+        """Stores a new message; its seq."""
+        now = self.clock
+        seq = q.next_seq
+        q.next_seq += 1
+        if m.delay_ms:
+            q.messages[seq] = Message(m.message_id, m.body, m.attributes, now, DELAYED, 0, now + m.delay_ms)
+        else:
+            q.messages[seq] = Message(m.message_id, m.body, m.attributes, now, READY)
+            self._woken.add(queue)
+        q.enqueued_total += 1
+        if m.idempotency_key is not None:
+            q.keys[m.idempotency_key] = KnownKey(m.message_id, seq, _payload(m), now + q.config.dedup_window_ms)
+        return seq
 
     def _receive(self, op: Receive) -> Norm:
         q = self._touch(op.queue)
@@ -471,39 +483,37 @@ class ReferenceModel:
             return _rejected("invalid_argument", "delay_s")
         if isinstance(op, Extend) and not 0 < op.visibility_timeout_ms <= MAX_VISIBILITY_TIMEOUT_MS:
             return _rejected("invalid_argument", "visibility_timeout_s")
+        return ("settled", tuple(self._settle_one(q, op, receipt) for receipt in op.receipts))
+
+    def _settle_one(self, q: Queue, op: Ack | Nack | Extend, receipt: str) -> str:
         now = self.clock
-        outcomes: list[str] = []
-        for receipt in op.receipts:
-            rid = self.receipts.get(receipt)
-            if rid is None or rid[0] != q.incarnation:
-                outcomes.append("invalid")
-                continue
-            _, seq, delivery = rid
-            m = q.messages.get(seq)
-            acked = q.acked.get(seq)
-            if m is None and acked is not None and acked[0] == delivery and now < acked[1]:
-                outcomes.append("already_acked")
-            elif m is None or m.state != LEASED or m.delivery_count != delivery or m.due_ms <= now:
-                outcomes.append("stale")
-            elif isinstance(op, Ack):
-                del q.messages[seq]
-                q.acked[seq] = (delivery, now + q.config.dedup_window_ms)
-                q.acked_total += 1
-                outcomes.append("acked")
-            elif isinstance(op, Extend):
-                m.due_ms = now + op.visibility_timeout_ms
-                outcomes.append("extended")
-            elif self._exhausted(q, m):
-                self._dead_letter(op.queue, seq)
-                outcomes.append("dead_lettered")
-            else:
-                if op.delay_ms:
-                    m.state, m.due_ms = DELAYED, now + op.delay_ms
-                else:
-                    m.state, m.due_ms = READY, 0
-                    self._woken.add(op.queue)
-                outcomes.append("nacked")
-        return ("settled", tuple(outcomes))
+        rid = self.receipts.get(receipt)
+        if rid is None or rid[0] != q.incarnation:
+            return "invalid"
+        _, seq, delivery = rid
+        m = q.messages.get(seq)
+        acked = q.acked.get(seq)
+        if m is None and acked is not None and acked[0] == delivery and now < acked[1]:
+            return "already_acked"
+        if m is None or m.state != LEASED or m.delivery_count != delivery or m.due_ms <= now:
+            return "stale"
+        if isinstance(op, Ack):
+            del q.messages[seq]
+            q.acked[seq] = (delivery, now + q.config.dedup_window_ms)
+            q.acked_total += 1
+            return "acked"
+        if isinstance(op, Extend):
+            m.due_ms = now + op.visibility_timeout_ms
+            return "extended"
+        if self._exhausted(q, m):
+            self._dead_letter(op.queue, seq)
+            return "dead_lettered"
+        if op.delay_ms:
+            m.state, m.due_ms = DELAYED, now + op.delay_ms
+        else:
+            m.state, m.due_ms = READY, 0
+            self._woken.add(op.queue)
+        return "nacked"
 
     # transactions
     def _txn_view(self, tid: str) -> Txn | None:

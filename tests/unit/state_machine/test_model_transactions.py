@@ -159,32 +159,44 @@ class TransactionsVersusModel(RuleBasedStateMachine):
             else:
                 kind = "begin"
         if kind == "transact":
-            previous = self.sent.get(tid)
-            if previous is not None and data.draw(st.booleans()):
-                ops = self.fresh_ids(previous)  # a retry
-            else:
-                ops = self.draw_txn_ops(data)
-                self.sent[tid] = ops
-            return Transact(tid, txn_fingerprint(ops), ops, data.draw(st.sampled_from((1000, 2000, 6000))))
+            return self.draw_transact(data, tid)
         if kind == "begin":
             return BeginTxn(
                 tid, data.draw(st.sampled_from((1000, 2000, 4000))), data.draw(st.sampled_from((1000, 5000)))
             )
         if kind == "stage":
-            known = self.model.txns.get(tid)
-            calls = [] if known is None else [ops for _, ops in known.stages]
-            how = data.draw(st.sampled_from(("next", "next", "next", "retry", "changed", "gap")))
-            if how in ("retry", "changed") and calls:
-                seq = data.draw(st.integers(1, len(calls)))
-                ops = self.fresh_ids(calls[seq - 1]) if how == "retry" else self.draw_txn_ops(data)
-            else:
-                ops = self.draw_txn_ops(data)
-                seq = len(calls) + (2 if how == "gap" else 1)
-            return StageTxn(tid, seq, txn_fingerprint(ops), ops)
+            return self.draw_stage(data, tid)
         if kind == "commit":
             return CommitTxn(tid)
         if kind == "abort":
             return AbortTxn(tid)
+        return self.draw_queue_command(data, kind)
+
+    def draw_transact(self, data: st.DataObject, tid: str) -> Command:
+        """A one-shot transaction, sometimes a retry of the last one sent under ``tid``."""
+        previous = self.sent.get(tid)
+        if previous is not None and data.draw(st.booleans()):
+            ops = self.fresh_ids(previous)  # a retry
+        else:
+            ops = self.draw_txn_ops(data)
+            self.sent[tid] = ops
+        return Transact(tid, txn_fingerprint(ops), ops, data.draw(st.sampled_from((1000, 2000, 6000))))
+
+    def draw_stage(self, data: st.DataObject, tid: str) -> Command:
+        """The next stage, a retry of an earlier one, a changed earlier one, or one with a gap."""
+        known = self.model.txns.get(tid)
+        calls = [] if known is None else [ops for _, ops in known.stages]
+        how = data.draw(st.sampled_from(("next", "next", "next", "retry", "changed", "gap")))
+        if how in ("retry", "changed") and calls:
+            seq = data.draw(st.integers(1, len(calls)))
+            ops = self.fresh_ids(calls[seq - 1]) if how == "retry" else self.draw_txn_ops(data)
+        else:
+            ops = self.draw_txn_ops(data)
+            seq = len(calls) + (2 if how == "gap" else 1)
+        return StageTxn(tid, seq, txn_fingerprint(ops), ops)
+
+    def draw_queue_command(self, data: st.DataObject, kind: str) -> Command:
+        """An enqueue, a receive, or a settle of issued receipts, outside transactions."""
         if kind == "enqueue":
             return Enqueue(data.draw(st.sampled_from(QUEUES)), self.draw_messages(data))
         if kind == "receive":
