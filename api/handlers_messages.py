@@ -44,8 +44,9 @@ async def receive(request: web.Request) -> web.Response:
         received = expect(result, Received)
         remaining = deadline - loop.time()
         if received.messages or remaining <= 0:
-            body = {"messages": [render.delivery(d) for d in received.messages], "commit_index": commit_index}
-            return render.json_response(body)
+            base64 = parsed.body_encoding == "base64"
+            messages = [render.delivery(d, base64=base64) for d in received.messages]
+            return render.json_response({"messages": messages, "commit_index": commit_index})
         timeout = remaining
         if received.next_visible_at_ms is not None:
             until_visible = received.next_visible_at_ms / 1000 - time.time()

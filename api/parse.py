@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from api.problems import invalid_request
 from api.validation import (
     INT64_MAX,
+    as_base64,
     as_flag,
     as_int,
     as_list,
@@ -61,7 +63,11 @@ _CONFIG_FIELDS = (
     "dedup_window_s",
     "max_message_bytes",
 )
-_MESSAGE_FIELDS = ("body", "attributes", "delay_s", "idempotency_key")
+_MESSAGE_FIELDS = ("body", "body_base64", "attributes", "delay_s", "idempotency_key")
+#: How a receive renders bodies: ``text`` as ``body`` (UTF-8, damaged bytes replaced), ``base64`` as
+#: ``body_base64`` (the exact bytes).
+BodyEncoding = Literal["text", "base64"]
+BODY_ENCODINGS: tuple[BodyEncoding, ...] = get_args(BodyEncoding)
 
 
 # --- path and query -----------------------------------------------------------------------------------------
@@ -181,15 +187,25 @@ def _attributes(value: object, field: str) -> dict[str, str]:
     return checked
 
 
+def _body(obj: Mapping[str, object], prefix: str) -> bytes:
+    """The bytes to store: exactly one of ``body`` (a string, stored as UTF-8) or ``body_base64`` (bytes)."""
+    if ("body" in obj) == ("body_base64" in obj):
+        given = "both were given" if "body" in obj else "neither was given"
+        raise invalid_request(join(prefix, "body"), f"give exactly one of body or body_base64 ({given})")
+    if "body_base64" in obj:
+        return as_base64(obj["body_base64"], join(prefix, "body_base64"))
+    return as_str(obj["body"], join(prefix, "body")).encode("utf-8")
+
+
 def _message(obj: Mapping[str, object], prefix: str) -> MessageSpec:
     check_fields(obj, _MESSAGE_FIELDS, prefix)
-    body = as_str(require(obj, "body", prefix), join(prefix, "body"))
+    body = _body(obj, prefix)
     attributes = _attributes(obj["attributes"], join(prefix, "attributes")) if "attributes" in obj else {}
     delay_ms = 0
     if "delay_s" in obj:
         delay_ms = duration_ms(obj["delay_s"], join(prefix, "delay_s"), max_ms=MAX_DELAY_MS, positive=False)
     key = _idempotency_key(obj.get("idempotency_key"), join(prefix, "idempotency_key"))
-    return MessageSpec(body.encode("utf-8"), attributes, delay_ms, key)
+    return MessageSpec(body, attributes, delay_ms, key)
 
 
 def enqueue(obj: Mapping[str, object], header_key: str | None) -> EnqueueRequest:
@@ -222,10 +238,19 @@ def enqueue(obj: Mapping[str, object], header_key: str | None) -> EnqueueRequest
 class ReceiveRequest:
     command: Receive
     wait_s: float
+    body_encoding: BodyEncoding
+
+
+def _body_encoding(value: object) -> BodyEncoding:
+    text = as_str(value, "body_encoding")
+    for encoding in BODY_ENCODINGS:
+        if text == encoding:
+            return encoding
+    raise invalid_request("body_encoding", f"must be 'text' (the default) or 'base64', got {text!r}")
 
 
 def receive(queue: str, obj: Mapping[str, object]) -> ReceiveRequest:
-    check_fields(obj, ("max_messages", "visibility_timeout_s", "wait_s", "receive_attempt_id"))
+    check_fields(obj, ("max_messages", "visibility_timeout_s", "wait_s", "receive_attempt_id", "body_encoding"))
     max_messages = 1
     if "max_messages" in obj:
         max_messages = as_int(obj["max_messages"], "max_messages", lo=1, hi=MAX_RECEIVE)
@@ -244,7 +269,8 @@ def receive(queue: str, obj: Mapping[str, object]) -> ReceiveRequest:
             raise invalid_request("wait_s", f"must be 0 to {MAX_WAIT_S} seconds")
     attempt = obj.get("receive_attempt_id")
     attempt_id = None if attempt is None else client_id(attempt, "receive_attempt_id", MAX_RECEIVE_ATTEMPT_ID_LEN)
-    return ReceiveRequest(Receive(queue, max_messages, visibility_ms, attempt_id), float(wait_s))
+    encoding = _body_encoding(obj["body_encoding"]) if "body_encoding" in obj else "text"
+    return ReceiveRequest(Receive(queue, max_messages, visibility_ms, attempt_id), float(wait_s), encoding)
 
 
 #: Receipts are 43 characters today; the bound leaves room for a future format and keeps entries small.

@@ -46,11 +46,11 @@ class ProblemCode(StrEnum):
     TRANSACTION_NOT_PENDING = "transaction_not_pending"
     TRANSACTION_EXISTS = "transaction_exists"
     NO_LEADER = "no_leader"
-    #: Not in docs/http-api.md (yet): the backend refused because this node is not the leader.
+    #: The node the write (or read barrier) reached is not the leader (any more); nothing was applied.
     NOT_LEADER = "not_leader"
     OVERLOADED = "overloaded"
     OUTCOME_UNKNOWN = "outcome_unknown"
-    #: Not in docs/http-api.md (yet): a read's barrier did not commit in time. A read changes nothing.
+    #: A read's barrier did not commit in time. A read changes nothing, so this is always safe to retry.
     TIMEOUT = "timeout"
     NOT_READY = "not_ready"
     INTERNAL = "internal"

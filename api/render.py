@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -87,13 +88,17 @@ def enqueued_message(message: EnqueuedMessage) -> dict[str, object]:
     return {"message_id": message.message_id, "seq": message.seq, "duplicate": message.duplicate}
 
 
-def delivery(d: Delivery) -> dict[str, object]:
+def delivery(d: Delivery, *, base64: bool = False) -> dict[str, object]:
+    """One leased message; ``base64``: the exact bytes as ``body_base64`` in the place of ``body``."""
+    if base64:
+        body_key, body = "body_base64", binascii.b2a_base64(d.body, newline=False).decode("ascii")
+    else:
+        # "replace": a body that is not UTF-8 (sent as body_base64) must not make a whole queue unreadable as text.
+        body_key, body = "body", d.body.decode("utf-8", errors="replace")
     return {
         "message_id": d.message_id,
         "seq": d.seq,
-        # The API only ever accepts JSON strings, so bodies are UTF-8; "replace" keeps one damaged message
-        # from making a whole queue unreadable.
-        "body": d.body.decode("utf-8", errors="replace"),
+        body_key: body,
         "attributes": d.attributes,
         "receipt": d.receipt,
         "delivery_count": d.delivery_count,

@@ -7,6 +7,7 @@ refused, integers stay within int64 (the log's codec), and unknown fields are er
 
 from __future__ import annotations
 
+import binascii
 import math
 from collections.abc import Collection, Mapping
 
@@ -102,6 +103,24 @@ def as_str(value: object, field: str, *, min_len: int = 0, max_len: int | None =
         bounds = f"at least {min_len}" if max_len is None else f"{min_len} to {max_len}"
         raise invalid_request(field, f"must be {bounds} characters long, got {len(value)}")
     return value
+
+
+def as_base64(value: object, field: str) -> bytes:
+    """Standard base64 with padding (RFC 4648 section 4) -> the bytes it encodes. Strict: ASCII only, no whitespace
+    or line breaks, no URL-safe alphabet, padding only at the end and exactly as long as needed, and pad bits zero
+    (so each byte string has one spelling)."""
+    text = as_str(value, field)
+    if not text.isascii():
+        raise invalid_request(field, "is not base64: it holds a character outside ASCII")
+    encoded = text.encode("ascii")
+    try:
+        data = binascii.a2b_base64(encoded, strict_mode=True)
+    except binascii.Error as exc:
+        raise invalid_request(field, f"is not base64 (RFC 4648 standard alphabet, with padding): {exc}") from None
+    if binascii.b2a_base64(data, newline=False) != encoded:
+        # a2b_base64 in strict mode still takes padding after a full quantum ("YWJj=") and non-zero pad bits ("YR==")
+        raise invalid_request(field, "is not canonical base64 (padding only where needed, pad bits zero)")
+    return data
 
 
 def as_int(value: object, field: str, *, lo: int = INT64_MIN, hi: int = INT64_MAX) -> int:

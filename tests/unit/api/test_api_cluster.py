@@ -136,11 +136,11 @@ async def test_follower_redirects_to_leader(flag: str) -> None:
 async def test_follower_serves_without_redirect_flag() -> None:
     fake = FakeBackend("n2", status=follower_status("n2"))
     async with serve(fake) as client:
-        for flag in ("", "?redirect=false", "?redirect=0", "?redirect=no"):
+        for flag in ("", "?redirect=false", "?redirect=0", "?redirect=no", "?redirect=FALSE", "?redirect="):
             response = await client.post(f"/v1/queues/orders/messages{flag}", json={"body": "x"})
             assert response.status == 201
         assert (await client.get("/healthz?redirect=true")).status == 200
-    assert len(fake.ops) == 4
+    assert len(fake.ops) == 6
 
 
 @async_test

@@ -122,6 +122,8 @@ async def test_long_poll_waits_only_until_next_visible() -> None:
         assert response.status == 200
 
 
+#: Anything but "text" or "base64", exactly so (see tests/unit/api/test_api_binary_bodies.py for the good ones).
+BAD_BODY_ENCODINGS: list[object] = ["binary", "BASE64", "Text", "", "base64url", None, 1, ["base64"]]
 BAD_RECEIVES: list[tuple[object, str | None]] = [
     (b"[]", None),
     ({"max_messages": 0}, "max_messages"),
@@ -136,6 +138,7 @@ BAD_RECEIVES: list[tuple[object, str | None]] = [
     ({"visibility_timeout_s": 43201}, "visibility_timeout_s"),
     ({"visibility_timeout_s": False}, "visibility_timeout_s"),
     ({"max_message": 1}, "max_message"),
+    *(({"body_encoding": bad}, "body_encoding") for bad in BAD_BODY_ENCODINGS),
 ]
 
 
