@@ -197,8 +197,11 @@ class AsyncConsumer:
                 return free
             first_end = min(m._lease.ends_at for m in self._held.values())
             self._changed.clear()
+            # asyncio.timeout, not wait_for: before Python 3.12 wait_for can swallow a cancellation that arrives
+            # as the event is set (aclose does both), and the task would run on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(first_end - now, 0.0))
+                async with asyncio.timeout(max(first_end - now, 0.0)):
+                    await self._changed.wait()
 
 
 class Consumer:

@@ -153,8 +153,9 @@ class LeaseKeeper:
             now = time.monotonic()
             first = min((self._extend_at(m) for m in self._held.values()), default=math.inf)
             if first > now:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), None if first == math.inf else first - now)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: see AsyncConsumer._free_slots
+                    async with asyncio.timeout(None if first == math.inf else first - now):
+                        await self._wake.wait()
 
     @staticmethod
     def _extend_at(message: AsyncMessage) -> float:
