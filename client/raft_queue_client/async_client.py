@@ -134,6 +134,7 @@ class AsyncClient:
         #: Deliveries whose settling matters to a consumer or a ``process()`` block, by receipt: a settle that
         #: names only the receipt (a string, a transaction's ``AckOp``) still reaches their leases.
         self._tracked: dict[str, AsyncMessage] = {}
+        self._prune_tracked_at = 1024
         self._transport = Transport(
             urls,
             timeout_s=timeout_s,
@@ -437,6 +438,10 @@ class AsyncClient:
         """Lets settles by receipt reach ``message``'s lease until it is settled or lost."""
         if message._lease.done or message.receipt in self._tracked:
             return
+        if len(self._tracked) >= self._prune_tracked_at:  # drop deliveries nobody settled whose lease ran out
+            now = time.monotonic()
+            self._tracked = {r: m for r, m in self._tracked.items() if not m._lease.expired(now)}
+            self._prune_tracked_at = max(1024, 2 * len(self._tracked))
         self._tracked[message.receipt] = message
 
         def untrack() -> None:

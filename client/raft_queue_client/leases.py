@@ -115,9 +115,14 @@ class LeaseKeeper:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._default_length_s: float | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def hold(self, message: AsyncMessage) -> None:
-        if message._lease.done:
+        if message._lease.done or self._closed:
             return
         self._held[message.receipt] = message
         if self._task is None:
@@ -130,7 +135,9 @@ class LeaseKeeper:
         self._held.pop(message.receipt, None)
 
     async def close(self) -> None:
-        """Stops the task (an extend in flight is cancelled; its lease keeps the end it had)."""
+        """Stops the task (an extend in flight is cancelled; its lease keeps the end it had). It holds nothing
+        after this."""
+        self._closed = True
         self._held.clear()
         task, self._task = self._task, None
         if task is not None:

@@ -87,8 +87,11 @@ class Processing:
 
     def __init__(self, message: AsyncMessage) -> None:
         self._message = message
-        self._own_keeper = message._keeper is None
-        self._keeper = message._keeper or LeaseKeeper(message._client, message.queue)
+        # The consumer's keeper while the consumer runs; after it closed (or for a message from receive), one of
+        # the block's own.
+        shared = message._keeper if message._keeper is not None and not message._keeper.closed else None
+        self._own_keeper = shared is None
+        self._keeper = shared or LeaseKeeper(message._client, message.queue)
 
     def start(self) -> None:
         self._message._client._track(self._message)

@@ -204,3 +204,19 @@ def test_consume_checks_its_arguments() -> None:
                 client.consume("q", wait_s=21)
 
     run(body())
+
+
+def test_a_message_outlives_its_closed_consumer() -> None:
+    async def body() -> None:
+        async with fake_nodes(1) as (a,), fast_client(a.url) as client:
+            a.push(ok({"messages": [delivery(1, "r-1")]}), ok(settled(("r-1", "acked"))))
+            a.fallback = hang()
+            async with client.consume("orders", max_in_flight=1, visibility_timeout_s=30, wait_s=5) as consumer:
+                message = await consumer.next()
+            # The consumer's lease keeper is gone: process() keeps the lease with one of its own, and stops it.
+            async with message.process():
+                assert not only_this_task()
+            assert message.settled is SettleOutcome.ACKED
+            await until(only_this_task, "the block's lease keeper to end")
+
+    run(body())
