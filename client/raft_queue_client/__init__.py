@@ -79,6 +79,7 @@ from raft_queue_client.models import (
 )
 from raft_queue_client.retry import RetryPolicy
 from raft_queue_client.sync_client import Client, Transaction
+from raft_queue_client.transactions import TransactionBegin
 from raft_queue_client.transport import RetryEvent
 
 __all__ = [
@@ -134,6 +135,7 @@ __all__ = [
     "SettleResult",
     "Transaction",
     "TransactionAborted",
+    "TransactionBegin",
     "TransactionConflict",
     "TransactionError",
     "TransactionExists",

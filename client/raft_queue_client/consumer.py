@@ -38,7 +38,8 @@ MAX_WAIT_S = 20.0
 
 
 class AsyncConsumer:
-    """Made by ``AsyncClient.consume``. Iterate it (``async for``), preferably inside ``async with``."""
+    """Made by ``AsyncClient.consume``. Iterate it once (``async for``), preferably inside ``async with``: leaving
+    the loop closes it. ``await consumer.next()`` takes one message without a loop."""
 
     def __init__(
         self,
@@ -206,7 +207,8 @@ class AsyncConsumer:
 
 class Consumer:
     """The blocking twin of ``AsyncConsumer``, made by ``Client.consume``: ``for msg in consumer`` (or
-    ``with client.consume(...) as consumer:``). Its long poll and lease keeper run on the client's thread."""
+    ``with client.consume(...) as consumer:``). Iterate it once: leaving the loop (dropping the iterator) closes
+    it. Its long poll and lease keeper run on the client's thread."""
 
     def __init__(self, client: Client, consumer: AsyncConsumer) -> None:
         self._client = client

@@ -108,7 +108,9 @@ def test_closing_the_sync_client_closes_its_consumer() -> None:
         client.enqueue("q", "a")
         client.enqueue("q", "b")
         consumer = client.consume("q", max_in_flight=2, visibility_timeout_s=30, wait_s=0.2)
-        assert next(iter(consumer)).body == "a"
+        messages = iter(consumer)  # kept: dropping the iterator would close the consumer itself
+        assert next(messages).body == "a"
+        assert not consumer.closed
         client.close()
         assert consumer.closed
         assert [type(op).__name__ for op in backend.ops][-1] == "Nack"
