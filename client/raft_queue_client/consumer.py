@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: The longest long poll the API allows.
 MAX_WAIT_S = 20.0
+#: The most messages one receive may ask for.
+MAX_RECEIVE = 1000
 
 
 class AsyncConsumer:
@@ -159,7 +161,7 @@ class AsyncConsumer:
                 free = await self._free_slots()
                 messages = await self._client._receive(
                     self.queue,
-                    max_messages=free,
+                    max_messages=min(free, MAX_RECEIVE),
                     visibility_timeout_s=self._visibility_timeout_s,
                     wait_s=self._wait_s,
                     receive_attempt_id=None,
