@@ -4,9 +4,11 @@ It depends on aiohttp and msgspec only, not on the server's packages, so applica
 
     async with AsyncClient(["http://127.0.0.1:8001", "http://127.0.0.1:8002"]) as client:
         await client.create_queue("orders")
-        await client.enqueue("orders", "hello")
-        for message in await client.receive("orders", wait_s=5):
-            await client.ack("orders", message)
+        await client.enqueue("orders", "hello")          # text; bytes bodies work too
+        async with client.consume("orders", max_in_flight=10) as messages:
+            async for message in messages:
+                async with message.process():            # ack on success, nack on an exception, lease kept
+                    handle(message.data)
         # Atomically: ack what was processed and enqueue what it produced, to any queues.
         await client.transact("txn-42", [AckOp("orders", message), EnqueueOp("invoices", ["invoice 42"])])
 
@@ -15,6 +17,7 @@ rules.
 """
 
 from raft_queue_client.async_client import AsyncClient, AsyncTransaction, Receipts
+from raft_queue_client.consumer import AsyncConsumer, Consumer
 from raft_queue_client.errors import (
     ApiError,
     ClientClosedError,
@@ -42,9 +45,11 @@ from raft_queue_client.errors import (
     TransactionNotPending,
     UnavailableError,
 )
+from raft_queue_client.messages import AsyncMessage, Message
 from raft_queue_client.models import (
     AckOp,
     BatchEnqueueResult,
+    Body,
     ClusterStatus,
     Consistency,
     CreateQueueResult,
@@ -74,18 +79,23 @@ from raft_queue_client.models import (
 )
 from raft_queue_client.retry import RetryPolicy
 from raft_queue_client.sync_client import Client, Transaction
+from raft_queue_client.transactions import TransactionBegin
 from raft_queue_client.transport import RetryEvent
 
 __all__ = [
     "AckOp",
     "ApiError",
     "AsyncClient",
+    "AsyncConsumer",
+    "AsyncMessage",
     "AsyncTransaction",
     "BatchEnqueueResult",
+    "Body",
     "Client",
     "ClientClosedError",
     "ClusterStatus",
     "Consistency",
+    "Consumer",
     "CreateQueueResult",
     "DeadLetterQueueNotFound",
     "DeleteQueueResult",
@@ -98,6 +108,7 @@ __all__ = [
     "InternalServerError",
     "InvalidRequest",
     "Member",
+    "Message",
     "MessageTooLarge",
     "MethodNotAllowed",
     "NackOp",
@@ -124,6 +135,7 @@ __all__ = [
     "SettleResult",
     "Transaction",
     "TransactionAborted",
+    "TransactionBegin",
     "TransactionConflict",
     "TransactionError",
     "TransactionExists",

@@ -16,8 +16,9 @@ What a retry means for each operation (see ``transport`` for when the client ret
   False for a queue this call created.
 - ``delete_queue``: after an attempt with an unknown outcome, a ``404 queue_not_found`` is taken as success
   (the earlier attempt deleted it); ``commit_index`` is then ``None``.
-- ``receive``: every call sends a ``receive_attempt_id`` (a uuid4 generated once per call), the same on every
-  attempt: a retry after an unknown outcome gets the deliveries the lost attempt leased, not new ones.
+- ``receive`` (and ``consume``, which long-polls it): every call sends a ``receive_attempt_id`` (a uuid4 generated
+  once per call), the same on every attempt: a retry after an unknown outcome gets the deliveries the lost attempt
+  leased, not new ones.
 - Reads are retried freely.
 
 If the attempts run out, ``UnavailableError`` means nothing was applied; ``OutcomeUnknownError`` means it may
@@ -27,6 +28,7 @@ have been (it carries the idempotency keys, transaction ID or receive attempt ID
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -36,6 +38,7 @@ from urllib.parse import quote
 import aiohttp
 
 from raft_queue_client import transactions, wire
+from raft_queue_client.consumer import AsyncConsumer
 from raft_queue_client.errors import (
     ClientClosedError,
     ProtocolError,
@@ -43,8 +46,11 @@ from raft_queue_client.errors import (
     TransactionAborted,
     TransactionNotPending,
 )
+from raft_queue_client.leases import Lease, LeaseKeeper
+from raft_queue_client.messages import AsyncMessage
 from raft_queue_client.models import (
     BatchEnqueueResult,
+    Body,
     ClusterStatus,
     Consistency,
     CreateQueueResult,
@@ -55,6 +61,8 @@ from raft_queue_client.models import (
     QueueInfo,
     Receipts,
     ReceivedMessage,
+    SettleOpResult,
+    SettleOutcome,
     SettleResult,
     TransactionInfo,
     TransactionOp,
@@ -63,12 +71,12 @@ from raft_queue_client.models import (
     receipt_list,
 )
 from raft_queue_client.retry import RetryPolicy
-from raft_queue_client.transactions import AsyncTransaction, EncodedOp, message_json
+from raft_queue_client.transactions import AsyncTransaction, EncodedOp, TransactionBegin, message_json
 from raft_queue_client.transport import ApiReply, ApiRequest, RetryEvent, Transport
 
 T = TypeVar("T")
 
-__all__ = ["AsyncClient", "AsyncTransaction", "Receipts"]
+__all__ = ["AsyncClient", "AsyncConsumer", "AsyncMessage", "AsyncTransaction", "Receipts"]
 
 
 def _queue_path(name: str) -> str:
@@ -121,6 +129,12 @@ class AsyncClient:
         self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        #: Open consumers, closed by ``close()``.
+        self._consumers: set[AsyncConsumer] = set()
+        #: Deliveries whose settling matters to a consumer or a ``process()`` block, by receipt: a settle that
+        #: names only the receipt (a string, a transaction's ``AckOp``) still reaches their leases.
+        self._tracked: dict[str, AsyncMessage] = {}
+        self._prune_tracked_at = 1024
         self._transport = Transport(
             urls,
             timeout_s=timeout_s,
@@ -142,7 +156,10 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Closes the session the client made (not one it was given). Idempotent."""
+        """Closes the open consumers (their unconsumed messages are nacked), then the session the client made (not
+        one it was given). Idempotent."""
+        for consumer in list(self._consumers):
+            await consumer.aclose()
         self._closed = True
         session, self._session = self._session, None
         if session is not None and self._owns_session:
@@ -247,13 +264,14 @@ class AsyncClient:
     async def enqueue(
         self,
         queue: str,
-        body: str,
+        body: Body,
         *,
         attributes: Mapping[str, str] | None = None,
         delay_s: float | None = None,
         idempotency_key: str | None = None,
     ) -> EnqueueResult:
-        """Enqueues one message. Without ``idempotency_key`` the client generates one, so retries cannot
+        """Enqueues one message (a text ``body`` is sent as ``"body"``, a bytes one as ``"body_base64"``; either is
+        stored as bytes). Without ``idempotency_key`` the client generates one, so retries cannot
         enqueue it twice; ``duplicate=True`` means the key was already seen (maybe by this call's own earlier
         attempt) and nothing new was enqueued."""
         key = idempotency_key if idempotency_key is not None else _new_key()
@@ -303,18 +321,42 @@ class AsyncClient:
         visibility_timeout_s: float | None = None,
         wait_s: float = 0,
         receive_attempt_id: str | None = None,
-    ) -> list[ReceivedMessage]:
+    ) -> list[AsyncMessage]:
         """Leases up to ``max_messages`` ready messages, oldest first. With ``wait_s > 0`` and nothing ready,
-        waits up to that long for one (a long poll); an empty list means nothing became ready.
+        waits up to that long for one (a long poll); an empty list means nothing became ready. Each message has
+        ``body`` (text) and ``data`` (the exact bytes), and can settle itself (``await msg.ack()``,
+        ``async with msg.process():``).
 
         Every attempt carries the same ``receive_attempt_id`` (the caller's, or a uuid4 generated once per call),
         so a retry after an unknown outcome returns the deliveries the lost attempt leased instead of leasing
         more. Pass the ID of an ``OutcomeUnknownError`` to collect what that call leased."""
+        return await self._receive(
+            queue,
+            max_messages=max_messages,
+            visibility_timeout_s=visibility_timeout_s,
+            wait_s=wait_s,
+            receive_attempt_id=receive_attempt_id,
+            keeper=None,
+            on_lease_lost=None,
+        )
+
+    async def _receive(
+        self,
+        queue: str,
+        *,
+        max_messages: int,
+        visibility_timeout_s: float | None,
+        wait_s: float,
+        receive_attempt_id: str | None,
+        keeper: LeaseKeeper | None,
+        on_lease_lost: Callable[[AsyncMessage], None] | None,
+    ) -> list[AsyncMessage]:
         attempt_id = receive_attempt_id if receive_attempt_id is not None else uuid.uuid4().hex
         payload: dict[str, object] = {"max_messages": max_messages, "wait_s": wait_s}
         if visibility_timeout_s is not None:
             payload["visibility_timeout_s"] = visibility_timeout_s
         payload["receive_attempt_id"] = attempt_id
+        payload["body_encoding"] = "base64"
         request = ApiRequest(
             "POST",
             _queue_path(queue) + "/receive",
@@ -322,7 +364,103 @@ class AsyncClient:
             extra_timeout_s=max(float(wait_s), 0.0),
             receive_attempt_id=attempt_id,
         )
-        return list(self._expect(await self._send(request), wire.Received, 200).messages)
+        sent_at = time.monotonic()
+        reply = await self._send(request)
+        received = self._expect(reply, wire.Received, 200).messages
+        messages = []
+        for d in received:
+            if d.body_base64 is not None:
+                data = d.body_base64
+            elif d.body is not None:
+                data = d.body.encode()
+            else:
+                raise ProtocolError(
+                    f"{reply.node_url} answered a message without body or body_base64",
+                    status=reply.status,
+                    node_url=reply.node_url,
+                )
+            messages.append(
+                AsyncMessage(
+                    queue=queue,
+                    message_id=d.message_id,
+                    seq=d.seq,
+                    body=data.decode("utf-8", errors="replace"),
+                    data=data,
+                    attributes=d.attributes,
+                    receipt=d.receipt,
+                    delivery_count=d.delivery_count,
+                    enqueued_at=d.enqueued_at,
+                    enqueued_at_ms=d.enqueued_at_ms,
+                    lease_expires_at=d.lease_expires_at,
+                    lease_expires_at_ms=d.lease_expires_at_ms,
+                    _client=self,
+                    _lease=Lease(sent_at, visibility_timeout_s),
+                    _keeper=keeper,
+                    _on_lease_lost=on_lease_lost,
+                )
+            )
+        return messages
+
+    def consume(
+        self,
+        queue: str,
+        *,
+        max_in_flight: int = 10,
+        visibility_timeout_s: float | None = None,
+        wait_s: float = 20.0,
+        on_lease_lost: Callable[[AsyncMessage], None] | None = None,
+    ) -> AsyncConsumer:
+        """Messages of ``queue`` as they arrive: ``async for msg in client.consume("q"): async with msg.process():
+        ...`` (better inside ``async with client.consume("q") as messages:``, which closes it on the spot).
+
+        A background long poll (``wait_s`` per request, at most 20) keeps at most ``max_in_flight`` messages
+        leased and unsettled, counting those handed out and not yet settled. Leases are ``visibility_timeout_s``
+        long (default: the queue's, read once); the consumer extends those of messages waiting to be handed out
+        and of messages inside ``process()`` when a third of that is left. ``on_lease_lost(msg)`` is called (on
+        the event loop) when an extend or the settle at the end of ``process()`` says a lease was lost (a warning
+        is logged either way). Breaking out of the loop, closing the consumer or closing the client stops it and
+        nacks the messages it received but had not handed out. Errors of ``receive`` (after its retries) are
+        raised from the loop."""
+        consumer = AsyncConsumer(
+            self,
+            queue,
+            max_in_flight=max_in_flight,
+            visibility_timeout_s=visibility_timeout_s,
+            wait_s=wait_s,
+            on_lease_lost=on_lease_lost,
+        )
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        self._consumers.add(consumer)
+        return consumer
+
+    def _track(self, message: AsyncMessage) -> None:
+        """Lets settles by receipt reach ``message``'s lease until it is settled or lost."""
+        if message._lease.done or message.receipt in self._tracked:
+            return
+        if len(self._tracked) >= self._prune_tracked_at:  # drop deliveries nobody settled whose lease ran out
+            now = time.monotonic()
+            self._tracked = {r: m for r, m in self._tracked.items() if not m._lease.expired(now)}
+            self._prune_tracked_at = max(1024, 2 * len(self._tracked))
+        self._tracked[message.receipt] = message
+
+        def untrack() -> None:
+            self._tracked.pop(message.receipt, None)
+
+        message._lease.on_done.append(untrack)
+
+    def _record_settled(
+        self,
+        verb: str,
+        items: Sequence[str | ReceivedMessage],
+        outcomes: Sequence[SettleOutcome],
+        sent_at: float,
+        visibility_timeout_s: float | None = None,
+    ) -> None:
+        for item, outcome in zip(items, outcomes, strict=True):
+            message = item if isinstance(item, AsyncMessage) else self._tracked.get(receipt_list(item)[0])
+            if message is not None:
+                message._lease.record(verb, outcome, sent_at, visibility_timeout_s)
 
     async def ack(self, queue: str, receipts: Receipts) -> list[SettleResult]:
         """Deletes the delivered messages. One result per receipt, in order (``acked``, ``stale``, ...)."""
@@ -340,6 +478,7 @@ class AsyncClient:
     async def _settle(self, queue: str, verb: str, receipts: Receipts, extra: dict[str, object]) -> list[SettleResult]:
         receipt_strings = receipt_list(receipts)
         body = wire.encode({"receipts": receipt_strings, **extra})
+        sent_at = time.monotonic()
         reply = await self._send(ApiRequest("POST", f"{_queue_path(queue)}/{verb}", body=body))
         results = self._expect(reply, wire.Settled, 200).results
         if len(results) != len(receipt_strings):
@@ -348,6 +487,11 @@ class AsyncClient:
                 status=reply.status,
                 node_url=reply.node_url,
             )
+        items = [receipts] if isinstance(receipts, str | ReceivedMessage) else list(receipts)
+        vt = extra.get("visibility_timeout_s")
+        self._record_settled(
+            verb, items, [r.outcome for r in results], sent_at, vt if isinstance(vt, float | int) else None
+        )
         return list(results)
 
     # --- transactions -------------------------------------------------------------------------------------
@@ -371,16 +515,22 @@ class AsyncClient:
             idempotency_keys=transactions.all_keys(encoded),
             transaction_id=transaction_id,
         )
+        sent_at = time.monotonic()
         reply = await self._send(request)
-        return self._committed(reply, transaction_id, encoded, strict=True)
+        return self._record_transaction(self._committed(reply, transaction_id, encoded, strict=True), sent_at)
 
-    async def begin_transaction(self, transaction_id: str, timeout_s: float = 30.0) -> AsyncTransaction:
+    def begin_transaction(self, transaction_id: str, timeout_s: float = 30.0) -> TransactionBegin:
         """Opens an interactive transaction, which aborts by itself ``timeout_s`` after it began unless
-        committed. Returns its handle: ``stage`` ops, then ``commit`` or ``abort``.
+        committed. Await it for its handle (``stage`` ops, then ``commit`` or ``abort``), or use it as a context
+        manager: ``async with client.begin_transaction("t-1") as txn: await txn.stage([...])`` commits when the
+        block succeeds and aborts when it raises (the exception propagates).
 
         Beginning an ID that is pending already answers that transaction (``info.duplicate``); its handle
         numbers stage calls from 1 (see ``resume_transaction`` to continue another handle's numbering). An ID
         whose transaction is decided raises ``TransactionAborted`` or ``TransactionNotPending``."""
+        return TransactionBegin(self._begin_transaction(transaction_id, timeout_s))
+
+    async def _begin_transaction(self, transaction_id: str, timeout_s: float) -> AsyncTransaction:
         body = wire.encode({"timeout_s": timeout_s})
         path = _transaction_path(transaction_id)
         reply = await self._send(ApiRequest("PUT", path, body=body, transaction_id=transaction_id))
@@ -393,11 +543,15 @@ class AsyncClient:
         _transaction_path(transaction_id)
         return AsyncTransaction(self, transaction_id, next_stage_seq=next_stage_seq)
 
-    async def get_transaction(self, transaction_id: str) -> TransactionInfo:
+    async def get_transaction(
+        self, transaction_id: str, *, consistency: Consistency = "linearizable"
+    ) -> TransactionInfo:
         """A transaction's status (``pending``, ``committed`` with its results, ``aborted`` with its reason).
-        Raises ``TransactionNotFound`` for an unknown ID (or a decided one whose record was forgotten)."""
+        Raises ``TransactionNotFound`` for an unknown ID (or a decided one whose record was forgotten).
+        ``consistency="local"`` skips the read barrier (any node answers from what it has applied; may be stale)."""
         path = _transaction_path(transaction_id)
-        reply = await self._send(ApiRequest("GET", path, mutates=False, transaction_id=transaction_id))
+        query = _consistency_query(consistency)
+        reply = await self._send(ApiRequest("GET", path, query=query, mutates=False, transaction_id=transaction_id))
         outcome = self._expect(reply, wire.TxnOutcome, 200)
         return transactions.info_from(outcome, transaction_id)
 
@@ -416,8 +570,16 @@ class AsyncClient:
 
     async def _commit_transaction(self, transaction_id: str, staged: tuple[EncodedOp, ...] | None) -> TransactionResult:
         path = _transaction_path(transaction_id) + "/commit"
+        sent_at = time.monotonic()
         reply = await self._send(ApiRequest("POST", path, transaction_id=transaction_id))
-        return self._committed(reply, transaction_id, staged, strict=False)
+        return self._record_transaction(self._committed(reply, transaction_id, staged, strict=False), sent_at)
+
+    def _record_transaction(self, result: TransactionResult, sent_at: float) -> TransactionResult:
+        """Lets the settles of a committed transaction reach the leases of tracked deliveries."""
+        for op in result.results:
+            if isinstance(op, SettleOpResult) and len(op.receipts) == len(op.outcomes):
+                self._record_settled(op.op, op.receipts, op.outcomes, sent_at)
+        return result
 
     async def _abort_transaction(self, transaction_id: str) -> TransactionInfo:
         path = _transaction_path(transaction_id) + "/abort"

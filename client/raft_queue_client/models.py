@@ -7,7 +7,7 @@ are ignored; a missing or mistyped field is a ``ProtocolError``). Durations are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -16,13 +16,17 @@ import msgspec
 
 Consistency = Literal["linearizable", "local"]
 
+#: A message body: text (sent as ``"body"``, stored as its UTF-8 bytes) or bytes (sent as ``"body_base64"``, stored
+#: as they are).
+Body = str | bytes
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
     """One message of ``enqueue_batch``. Without ``idempotency_key`` the client generates one (a uuid4), so
-    that a retry of the batch after an unknown outcome cannot enqueue it twice."""
+    that a retry of the batch after an unknown outcome cannot enqueue it twice. ``body`` may be text or bytes."""
 
-    body: str
+    body: Body
     _: KW_ONLY
     attributes: Mapping[str, str] | None = None
     delay_s: float | None = None
@@ -97,10 +101,19 @@ class BatchEnqueueResult(msgspec.Struct, frozen=True):
     commit_index: int
 
 
-class ReceivedMessage(msgspec.Struct, frozen=True):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReceivedMessage:
+    """One delivery, as ``receive`` and ``consume`` hand it out (they hand out its subclasses ``AsyncMessage`` and
+    ``Message``, which can settle themselves)."""
+
     message_id: str
     seq: int
+    #: The body as text: its bytes decoded as UTF-8, invalid sequences replaced (U+FFFD).
     body: str
+    #: The body's exact bytes (for one built by hand without them: ``body``'s UTF-8).
+    data: bytes = field(default=b"", repr=False)
+    #: The queue it was received from (empty for one built by hand without it).
+    queue: str = ""
     attributes: dict[str, str]
     #: Names this delivery; the only way to ack, nack or extend it.
     receipt: str
@@ -109,6 +122,10 @@ class ReceivedMessage(msgspec.Struct, frozen=True):
     enqueued_at_ms: int
     lease_expires_at: datetime
     lease_expires_at_ms: int
+
+    def __post_init__(self) -> None:
+        if not self.data and self.body:
+            object.__setattr__(self, "data", self.body.encode())
 
 
 class SettleOutcome(StrEnum):
@@ -146,17 +163,18 @@ def receipt_list(receipts: Receipts) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class EnqueueOp:
-    """Enqueue ``messages`` (``OutgoingMessage``s, or plain bodies) to ``queue`` as part of a transaction.
+    """Enqueue ``messages`` (``OutgoingMessage``s, or plain bodies, text or bytes) to ``queue`` as part of a
+    transaction.
 
     A message without an ``idempotency_key`` gets one derived from the transaction ID and its position, so the
     same transaction sent again (a retry, or the application resending after ``OutcomeUnknownError``) is the
     byte-identical request."""
 
     queue: str
-    messages: Sequence[OutgoingMessage | str]
+    messages: Sequence[OutgoingMessage | Body]
 
     def __post_init__(self) -> None:
-        items = [self.messages] if isinstance(self.messages, str | OutgoingMessage) else self.messages
+        items = [self.messages] if isinstance(self.messages, str | bytes | OutgoingMessage) else self.messages
         messages = tuple(m if isinstance(m, OutgoingMessage) else OutgoingMessage(m) for m in items)
         object.__setattr__(self, "messages", messages)
 

@@ -15,9 +15,12 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from raft_queue_client.async_client import AsyncClient, AsyncTransaction, Receipts
+from raft_queue_client.consumer import AsyncConsumer, Consumer
 from raft_queue_client.errors import ClientClosedError
+from raft_queue_client.messages import AsyncMessage, Message
 from raft_queue_client.models import (
     BatchEnqueueResult,
+    Body,
     ClusterStatus,
     Consistency,
     CreateQueueResult,
@@ -36,9 +39,20 @@ from raft_queue_client.transport import RetryEvent
 T = TypeVar("T")
 
 
+def _unwrap(receipts: Receipts) -> Receipts:
+    """``Message``s as their ``AsyncMessage``s, so that a settle reaches their leases."""
+    if isinstance(receipts, Message):
+        return receipts._async
+    if isinstance(receipts, str | ReceivedMessage):
+        return receipts
+    return [r._async if isinstance(r, Message) else r for r in receipts]
+
+
 class Transaction:
     """The blocking twin of ``AsyncTransaction``: an interactive transaction's handle, made by
-    ``Client.begin_transaction`` (or ``resume_transaction``). Same numbering of stage calls, same rules."""
+    ``Client.begin_transaction`` (or ``resume_transaction``). Same numbering of stage calls, same rules; as a context
+    manager (``with client.begin_transaction("t-1") as txn:``) it commits when the block succeeds and aborts when
+    it raises."""
 
     def __init__(self, client: Client, handle: AsyncTransaction) -> None:
         self._client = client
@@ -56,8 +70,20 @@ class Transaction:
     def info(self) -> TransactionInfo | None:
         return self._handle.info
 
+    @property
+    def result(self) -> TransactionResult | None:
+        return self._handle.result
+
     def __repr__(self) -> str:
         return f"Transaction({self.transaction_id!r}, next_stage_seq={self.next_stage_seq})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._client._call(self._handle.__aexit__(exc_type, exc, tb))
 
     def stage(self, operations: Sequence[TransactionOp]) -> TransactionInfo:
         return self._client._call(self._handle.stage(operations))
@@ -204,7 +230,7 @@ class Client:
     def enqueue(
         self,
         queue: str,
-        body: str,
+        body: Body,
         *,
         attributes: Mapping[str, str] | None = None,
         delay_s: float | None = None,
@@ -225,8 +251,8 @@ class Client:
         visibility_timeout_s: float | None = None,
         wait_s: float = 0,
         receive_attempt_id: str | None = None,
-    ) -> list[ReceivedMessage]:
-        return self._call(
+    ) -> list[Message]:
+        messages = self._call(
             self._async.receive(
                 queue,
                 max_messages=max_messages,
@@ -235,27 +261,65 @@ class Client:
                 receive_attempt_id=receive_attempt_id,
             )
         )
+        return [Message.of(self, m) for m in messages]
+
+    def consume(
+        self,
+        queue: str,
+        *,
+        max_in_flight: int = 10,
+        visibility_timeout_s: float | None = None,
+        wait_s: float = 20.0,
+        on_lease_lost: Callable[[Message], None] | None = None,
+    ) -> Consumer:
+        """``for msg in client.consume("q"): with msg.process(): ...``; see ``AsyncClient.consume``.
+        ``on_lease_lost`` runs on the client's thread."""
+        lost = None if on_lease_lost is None else self._wrap_lost(on_lease_lost)
+        consumer = self._call(self._make_consumer(queue, max_in_flight, visibility_timeout_s, wait_s, lost))
+        return Consumer(self, consumer)
+
+    async def _make_consumer(
+        self,
+        queue: str,
+        max_in_flight: int,
+        visibility_timeout_s: float | None,
+        wait_s: float,
+        on_lease_lost: Callable[[AsyncMessage], None] | None,
+    ) -> AsyncConsumer:
+        return self._async.consume(
+            queue,
+            max_in_flight=max_in_flight,
+            visibility_timeout_s=visibility_timeout_s,
+            wait_s=wait_s,
+            on_lease_lost=on_lease_lost,
+        )
+
+    def _wrap_lost(self, callback: Callable[[Message], None]) -> Callable[[AsyncMessage], None]:
+        def on_lost(message: AsyncMessage) -> None:
+            callback(Message.of(self, message))
+
+        return on_lost
 
     def ack(self, queue: str, receipts: Receipts) -> list[SettleResult]:
-        return self._call(self._async.ack(queue, receipts))
+        return self._call(self._async.ack(queue, _unwrap(receipts)))
 
     def nack(self, queue: str, receipts: Receipts, *, delay_s: float | None = None) -> list[SettleResult]:
-        return self._call(self._async.nack(queue, receipts, delay_s=delay_s))
+        return self._call(self._async.nack(queue, _unwrap(receipts), delay_s=delay_s))
 
     def extend(self, queue: str, receipts: Receipts, *, visibility_timeout_s: float) -> list[SettleResult]:
-        return self._call(self._async.extend(queue, receipts, visibility_timeout_s=visibility_timeout_s))
+        return self._call(self._async.extend(queue, _unwrap(receipts), visibility_timeout_s=visibility_timeout_s))
 
     def transact(self, transaction_id: str, operations: Sequence[TransactionOp]) -> TransactionResult:
         return self._call(self._async.transact(transaction_id, operations))
 
     def begin_transaction(self, transaction_id: str, timeout_s: float = 30.0) -> Transaction:
-        return Transaction(self, self._call(self._async.begin_transaction(transaction_id, timeout_s)))
+        return Transaction(self, self._call(self._async._begin_transaction(transaction_id, timeout_s)))
 
     def resume_transaction(self, transaction_id: str, *, next_stage_seq: int) -> Transaction:
         return Transaction(self, self._async.resume_transaction(transaction_id, next_stage_seq=next_stage_seq))
 
-    def get_transaction(self, transaction_id: str) -> TransactionInfo:
-        return self._call(self._async.get_transaction(transaction_id))
+    def get_transaction(self, transaction_id: str, *, consistency: Consistency = "linearizable") -> TransactionInfo:
+        return self._call(self._async.get_transaction(transaction_id, consistency=consistency))
 
     def cluster(self) -> ClusterStatus:
         return self._call(self._async.cluster())

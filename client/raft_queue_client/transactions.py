@@ -12,13 +12,16 @@ same request, instead of one the server would refuse as a ``transaction_conflict
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Generator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from raft_queue_client import wire
-from raft_queue_client.errors import ProtocolError
+from raft_queue_client.errors import ProtocolError, RaftQueueError
 from raft_queue_client.models import (
     AckOp,
     EnqueueOp,
@@ -33,11 +36,14 @@ from raft_queue_client.models import (
     TransactionOp,
     TransactionOpResult,
     TransactionResult,
+    TransactionState,
     receipt_list,
 )
 
 if TYPE_CHECKING:
     from raft_queue_client.async_client import AsyncClient
+
+log = logging.getLogger("raft_queue_client")
 
 #: The namespace of derived idempotency keys (uuid5).
 _KEY_NAMESPACE = uuid.UUID("5f1d6a0e-4b0e-4d47-9a55-6b7f0c1e2d3a")
@@ -50,8 +56,15 @@ def derived_key(transaction_id: str, stage_seq: int, op_index: int, message_inde
 
 
 def message_json(message: OutgoingMessage, key: str) -> dict[str, object]:
-    """One message as the enqueue endpoint (and an enqueue op) takes it: only what was given, plus the key."""
-    body: dict[str, object] = {"body": message.body, "idempotency_key": key}
+    """One message as the enqueue endpoint (and an enqueue op) takes it: only what was given, plus the key. A text
+    body is sent as ``"body"``, a bytes body as ``"body_base64"`` (standard base64, padded)."""
+    body: dict[str, object]
+    if isinstance(message.body, str):
+        body = {"body": message.body, "idempotency_key": key}
+    elif isinstance(message.body, bytes | bytearray | memoryview):
+        body = {"body_base64": base64.b64encode(message.body).decode("ascii"), "idempotency_key": key}
+    else:
+        raise TypeError(f"a message body must be str or bytes, not {type(message.body).__name__}")
     if message.attributes is not None:
         body["attributes"] = dict(message.attributes)
     if message.delay_s is not None:
@@ -211,6 +224,12 @@ class AsyncTransaction:
     """An interactive transaction: ``stage`` ops in one or more calls, then ``commit`` (all of them apply,
     atomically) or ``abort``. Made by ``AsyncClient.begin_transaction`` (or ``resume_transaction``).
 
+    As an async context manager (``async with txn:``, or ``async with client.begin_transaction(...) as txn:``) it
+    commits when the block succeeds and aborts when the block raises, then re-raises; a transaction the block
+    committed or aborted itself is left as it is. A commit that fails raises from the ``async with`` (e.g.
+    ``TransactionAborted``); a failed abort is logged and the block's exception propagates (the transaction
+    aborts by itself at its timeout anyway). ``result`` is the commit's outcome.
+
     The handle numbers its stage calls (``stage_seq``, from 1) and sends a stage again with the same number, so a
     retried stage is a no-op on the server. The number advances only when a stage call succeeds: after a stage
     raised (``OutcomeUnknownError`` included), calling ``stage`` again with the same ops reuses its number, and
@@ -235,10 +254,39 @@ class AsyncTransaction:
         self._staged: list[EncodedOp] | None = [] if knows_staged_ops else None
         self._lock = asyncio.Lock()
         self._info = info
+        self._result: TransactionResult | None = None
 
     @property
     def transaction_id(self) -> str:
         return self._transaction_id
+
+    @property
+    def result(self) -> TransactionResult | None:
+        """The outcome of the commit through this handle, once it committed."""
+        return self._result
+
+    @property
+    def decided(self) -> bool:
+        """This handle committed or aborted the transaction."""
+        return self._result is not None or (self._info is not None and self._info.status is TransactionState.ABORTED)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            if not self.decided:
+                await self.commit()
+            return
+        if not self.decided:
+            try:
+                await self.abort()
+            except RaftQueueError as abort_error:
+                log.warning(
+                    "aborting transaction %r after its block raised failed: %s", self._transaction_id, abort_error
+                )
 
     @property
     def next_stage_seq(self) -> int:
@@ -271,7 +319,8 @@ class AsyncTransaction:
         ``"preconditions"`` with ``failures``) when it cannot; then nothing applied."""
         async with self._lock:
             staged = None if self._staged is None else tuple(self._staged)
-            return await self._client._commit_transaction(self._transaction_id, staged)
+            self._result = await self._client._commit_transaction(self._transaction_id, staged)
+            return self._result
 
     async def abort(self) -> TransactionInfo:
         """Drops the transaction; nothing staged applies."""
@@ -279,3 +328,29 @@ class AsyncTransaction:
             info = await self._client._abort_transaction(self._transaction_id)
             self._info = info
             return info
+
+
+class TransactionBegin:
+    """What ``AsyncClient.begin_transaction`` returns: await it for the handle, or enter it (``async with``) to
+    begin, run the block, and commit or abort (see ``AsyncTransaction``)."""
+
+    def __init__(self, begin: Coroutine[Any, Any, AsyncTransaction]) -> None:
+        self._begin = begin
+        self._handle: AsyncTransaction | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncTransaction]:
+        return self._begin.__await__()
+
+    def close(self) -> None:
+        """Discards a begin that was never awaited (no request is sent)."""
+        self._begin.close()
+
+    async def __aenter__(self) -> AsyncTransaction:
+        self._handle = await self._begin
+        return self._handle
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._handle is not None
+        await self._handle.__aexit__(exc_type, exc, tb)

@@ -11,7 +11,6 @@ import msgspec
 from raft_queue_client.errors import ApiError, ProtocolError, error_from_problem
 from raft_queue_client.models import (
     QueueInfo,
-    ReceivedMessage,
     SettleOutcome,
     SettleResult,
     TransactionFailure,
@@ -124,8 +123,25 @@ class BatchEnqueued(msgspec.Struct, frozen=True):
     commit_index: int
 
 
+class Delivery(msgspec.Struct, frozen=True):
+    """One received message as sent: ``body_base64`` (asked for with ``"body_encoding": "base64"``; msgspec decodes
+    the base64) or ``body`` (a server that answers text)."""
+
+    message_id: str
+    seq: int
+    attributes: dict[str, str]
+    receipt: str
+    delivery_count: int
+    enqueued_at: datetime
+    enqueued_at_ms: int
+    lease_expires_at: datetime
+    lease_expires_at_ms: int
+    body: str | None = None
+    body_base64: bytes | None = None
+
+
 class Received(msgspec.Struct, frozen=True):
-    messages: tuple[ReceivedMessage, ...]
+    messages: tuple[Delivery, ...]
     #: Tolerated as absent: a long poll that found nothing may not have gone through the log.
     commit_index: int | None = None
 

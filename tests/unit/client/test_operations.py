@@ -182,14 +182,21 @@ def test_receive() -> None:
                 "wait_s": 0.5,
                 "visibility_timeout_s": 60,
                 "receive_attempt_id": first["receive_attempt_id"],
+                "body_encoding": "base64",
             }
-            assert second == {"max_messages": 1, "wait_s": 0, "receive_attempt_id": second["receive_attempt_id"]}
+            assert second == {
+                "max_messages": 1,
+                "wait_s": 0,
+                "receive_attempt_id": second["receive_attempt_id"],
+                "body_encoding": "base64",
+            }
             # A uuid4 in hex, new for every call.
             assert uuid.UUID(hex=first["receive_attempt_id"]).version == 4
             assert first["receive_attempt_id"] == uuid.UUID(hex=first["receive_attempt_id"]).hex
             assert first["receive_attempt_id"] != second["receive_attempt_id"]
             assert [m.receipt for m in got] == ["r-1", "r-2"]
-            assert got[0].body == "body 1"
+            # A server that answers "body" (text) is understood too.
+            assert (got[0].body, got[0].data, got[0].queue) == ("body 1", b"body 1", "orders")
             assert got[0].attributes == {"k": "v"}
             assert got[0].lease_expires_at == datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)
 
