@@ -15,8 +15,9 @@ writer process (``background_snapshots``), which read only the frozen copy, neve
 pysyncobj's own (last entry, previous entry, cluster) tuple.
 
 What the snapshot hooks add to pysyncobj:
-- The dump is the state machine's checksummed ``state_machine.snapshot`` file, written off the tick thread and
-  renamed into place and made durable before ``check`` reports success; only then does pysyncobj trim the journal.
+- The dump is the state machine's checksummed ``state_machine.snapshot`` file, written off the tick thread, then
+  renamed into place and made durable by ``check`` (on the tick thread) before it reports success; only then does
+  pysyncobj trim the journal. A dump overtaken by a snapshot received meanwhile is discarded instead (FAILED).
   A received snapshot (which pysyncobj never fsyncs) is fsynced with its directory before anything trusts it.
 - The store is replaced only when the snapshot is ahead of it (or a previous restore was interrupted), so a
   restart never rolls state back.
@@ -137,9 +138,10 @@ class QueueFSM:
     def check(self) -> int:
         """pysyncobj's ``serializeChecker``; tick thread, every tick that considers a compaction.
 
-        Concurrently: the ``snapshot-dump`` thread, which sets the state this reads (one attribute). Returns
-        SERIALIZING while the dump is written, then SUCCESS (the dump is renamed into place and durable: pysyncobj
-        may trim the journal) or FAILED exactly once, then NOT_SERIALIZING."""
+        Concurrently: the ``snapshot-dump`` thread, which marks the dump written (one attribute). Returns
+        SERIALIZING while the dump is written, then, exactly once, SUCCESS (this call renamed it into place and
+        fsynced the directory: pysyncobj may trim the journal) or FAILED (the dump failed, or a snapshot at or
+        beyond its index was installed meanwhile and the older dump was deleted), then NOT_SERIALIZING."""
         return self.dumps.poll()
 
     def deserialize(self, path: str) -> Any:
@@ -147,13 +149,15 @@ class QueueFSM:
         snapshot). Concurrently: event-loop reads (a restore holds the machine's lock) and possibly a dump being
         written from this node's own frozen copy.
 
-        fsyncs the file and its directory, verifies its checksum, restores the store only when the dump is ahead
-        of it (or a restore was interrupted), then aligns the journal to the dump. Stops the node (78) when the
-        snapshot is damaged or unreadable."""
+        fsyncs the file and its directory, verifies its checksum, records its index (a dump of this node's own
+        that is not beyond it will not be renamed over it), restores the store only when the dump is ahead of it
+        (or a restore was interrupted), then aligns the journal to the dump. Stops the node (78) when the snapshot
+        is damaged or unreadable."""
         try:
             fsync_path(path)
             fsync_path(os.path.dirname(os.path.abspath(path)))
             applied_in_dump, meta = read_verified(path)
+            self.dumps.installed(int(meta[0][1]))  # pysyncobj renamed it over the dump file: never rename an older one
             if self._machine.restoring or self._machine.applied_index < applied_in_dump:
                 log.info("loading snapshot (state index %d > local %d)", applied_in_dump, self._machine.applied_index)
                 self._machine.restore(path)

@@ -34,7 +34,7 @@ from state_machine.config import QueueConfig
 from state_machine.kv import WriteSet
 from state_machine.machine import QueueStateMachine
 from state_machine.rocks import RocksKV
-from tests.unit.node.raft.support import Exited, fake_exit
+from tests.unit.node.raft.support import Exited, closed_at_teardown, fake_exit, spy
 
 JournalEntry = tuple[bytes, int, int]
 CLUSTER = frozenset({TCPNode("127.0.0.1:7001"), TCPNode("127.0.0.1:7002"), TCPNode("127.0.0.1:7003")})
@@ -69,6 +69,20 @@ def meta_at(last: int) -> tuple[JournalEntry, JournalEntry, frozenset[TCPNode]]:
 def pysyncobj_serializer(hooks: QueueFSM, dump: str) -> Serializer:
     """The very object SyncObj builds from its conf, wired the way raft_conf wires the FSM."""
     return Serializer(dump, 1024 * 1024, False, hooks.serialize, hooks.deserialize, hooks.check)
+
+
+def manual_conf(journal: DurableJournal, dump: str, hooks: QueueFSM, **options: Any) -> SyncObjConf:
+    """A SyncObjConf over a node's journal, dump and snapshot hooks (as raft_conf wires them) for a SyncObj that
+    only ticks when a test tells it to; ``options`` add to or replace any of it."""
+    base = {
+        "autoTick": False,
+        "journalFile": journal.path,
+        "fullDumpFile": dump,
+        "serializer": hooks.serialize,
+        "deserializer": hooks.deserialize,
+        "serializeChecker": hooks.check,
+    }
+    return SyncObjConf(**(base | options))
 
 
 def wait_for_outcome(serializer: Serializer) -> int:
@@ -129,15 +143,7 @@ class Files:
 
 @pytest.fixture
 def make_files(tmp_path: Path) -> Iterator[Callable[[str], Files]]:
-    opened: list[Files] = []
-
-    def make(name: str) -> Files:
-        opened.append(Files(tmp_path / name))
-        return opened[-1]
-
-    yield make
-    for files in opened:
-        files.close()
+    yield from closed_at_teardown(tmp_path, Files)
 
 
 @pytest.fixture
@@ -155,13 +161,7 @@ def copy_dump(source: Files, target: Files) -> None:
 
 def spy_restore(files: Files, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = files.machine.restore
-
-    def restore(path: str) -> None:
-        calls.append(path)
-        real(path)
-
-    monkeypatch.setattr(files.machine, "restore", restore)
+    spy(monkeypatch, files.machine, "restore", calls.append)
     return calls
 
 
@@ -231,20 +231,8 @@ def test_a_received_snapshot_is_fsynced_with_its_directory_before_it_is_trusted(
     node = make_files("node")
     copy_dump(leader, node)
     events: list[str] = []
-    real_fsync_path = fsm.fsync_path
-
-    def fsync_path(path: str) -> None:
-        events.append(f"fsync {path}")
-        real_fsync_path(path)
-
-    monkeypatch.setattr(fsm, "fsync_path", fsync_path)
-    real_restore = node.machine.restore
-
-    def restore(path: str) -> None:
-        events.append("restore")
-        real_restore(path)
-
-    monkeypatch.setattr(node.machine, "restore", restore)
+    spy(monkeypatch, fsm, "fsync_path", lambda path: events.append(f"fsync {path}"))
+    spy(monkeypatch, node.machine, "restore", lambda path: events.append("restore"))
     node.deserialize(node.dump)
     assert events == [f"fsync {node.dump}", f"fsync {node.root}", "restore"]
 
@@ -296,14 +284,7 @@ def test_pysyncobjs_load_dump_file_keeps_the_tail_only_with_the_alignment(
     node.apply_to(DUMP_AT)
     node.write_dump()
     monkeypatch.setattr(pysyncobj.syncobj, "createJournal", lambda path: node.journal)
-    conf = SyncObjConf(
-        autoTick=False,
-        journalFile=node.journal.path,
-        fullDumpFile=node.dump,
-        serializer=node.fsm.serialize,
-        deserializer=node.deserialize if aligned else _Unaligned(),
-        serializeChecker=node.fsm.check,
-    )
+    conf = manual_conf(node.journal, node.dump, node.fsm, deserializer=node.deserialize if aligned else _Unaligned())
     obj = SyncObj(None, [], conf)
     try:
         obj._SyncObj__loadDumpFile(clearJournal=False)
