@@ -20,6 +20,8 @@ What a retry means for each operation (see ``transport`` for when the client ret
   once per call), the same on every attempt: a retry after an unknown outcome gets the deliveries the lost attempt
   leased, not new ones.
 - Reads are retried freely.
+- ``healthy``, ``readiness`` and ``state_digest`` ask one node about itself: one attempt at the node named (the
+  preferred one by default), no redirect, no retry elsewhere, since another node's answer would be wrong.
 
 If the attempts run out, ``UnavailableError`` means nothing was applied; ``OutcomeUnknownError`` means it may
 have been (it carries the idempotency keys, transaction ID or receive attempt ID to resend with).
@@ -45,6 +47,7 @@ from raft_queue_client.errors import (
     QueueNotFound,
     TransactionAborted,
     TransactionNotPending,
+    UnavailableError,
 )
 from raft_queue_client.leases import Lease, LeaseKeeper
 from raft_queue_client.messages import AsyncMessage
@@ -59,11 +62,13 @@ from raft_queue_client.models import (
     EnqueueResult,
     OutgoingMessage,
     QueueInfo,
+    Readiness,
     Receipts,
     ReceivedMessage,
     SettleOpResult,
     SettleOutcome,
     SettleResult,
+    StateDigest,
     TransactionInfo,
     TransactionOp,
     TransactionResult,
@@ -644,3 +649,51 @@ class AsyncClient:
     async def leader_url(self) -> str | None:
         """The leader's HTTP URL as a node sees it now (``None`` if it knows none)."""
         return (await self.cluster()).leader_url
+
+    # --- one node about itself ----------------------------------------------------------------------------
+    # One attempt at the node named (``url``; the preferred node when ``None``): no redirect, no retry, no other
+    # node, because the question is about that node (``Transport.send_to``). ``url`` may be any node's base URL,
+    # configured or not.
+
+    async def _ask_node(self, url: str | None, path: str) -> ApiReply:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        node = self._transport.preferred_url if url is None else url
+        return await self._transport.send_to(node, ApiRequest("GET", path, mutates=False, redirect=False))
+
+    async def healthy(self, url: str | None = None) -> bool:
+        """Whether the node serves HTTP: True when ``GET /healthz`` answers ``200`` with the API's health
+        document. A probe: False, not an exception, when the node cannot be reached or answers anything else.
+        Raises only ``ClientClosedError`` (and ``ValueError`` for a ``url`` that is not an http(s) base URL)."""
+        try:
+            reply = await self._ask_node(url, "/healthz")
+            if reply.status != 200:
+                return False
+            self._expect(reply, wire.Health, 200)
+        except (UnavailableError, ProtocolError):
+            return False
+        return True
+
+    async def readiness(self, url: str | None = None) -> Readiness:
+        """The node's ``GET /readyz``: ``ready=True`` with its ``node_id``, ``leader_id``, ``applied_index`` and
+        ``commit_index`` when it knows a leader and has applied what the leader committed; ``ready=False`` with the
+        server's ``detail`` when it answers ``503 not_ready``. Raises ``UnavailableError`` (``attempts=1``) when the
+        node cannot be reached or gives no answer, ``ProtocolError`` for an answer that is not the API's, and the
+        problem's ``ApiError`` for any other problem."""
+        reply = await self._ask_node(url, "/readyz")
+        if reply.status == 503 and reply.problem is not None and reply.problem.code == "not_ready":
+            return Readiness(ready=False, node_url=reply.node_url, detail=reply.problem.detail)
+        ready = self._expect(reply, wire.Ready, 200)
+        return Readiness(
+            ready=True,
+            node_url=reply.node_url,
+            node_id=ready.node_id,
+            leader_id=ready.leader_id,
+            applied_index=ready.applied_index,
+            commit_index=ready.commit_index,
+        )
+
+    async def state_digest(self, url: str | None = None) -> StateDigest:
+        """The node's ``GET /v1/cluster/digest``: its applied index and a SHA-256 of its whole applied state;
+        replicas at the same applied index must agree. Raises as ``readiness`` does."""
+        return self._expect(await self._ask_node(url, "/v1/cluster/digest"), StateDigest, 200)

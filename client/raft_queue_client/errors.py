@@ -29,6 +29,7 @@ as ``__cause__`` for debugging.
      │                                  outcome_unknown (retried by the client: seen as ``last_problem``
      │                                  of the two below)
      ├── UnavailableError               retries exhausted and every failure was one where nothing was applied
+     │                                  (a question about one node: its one attempt got no answer)
      ├── OutcomeUnknownError            retries exhausted and at least one attempt may have been applied
      ├── ProtocolError                  the server said something that is not the API
      └── ClientClosedError              the client was used after ``close()``
@@ -212,7 +213,8 @@ class ServiceUnavailable(ApiError):
     """503: the node could not serve the request now (no leader, overloaded, outcome unknown, ...).
 
     The client retries these itself; callers see one only as ``last_problem`` (and ``__cause__``) of an
-    ``UnavailableError`` or ``OutcomeUnknownError``, or when a 503 says ``retry: never``.
+    ``UnavailableError`` or ``OutcomeUnknownError``, when a 503 says ``retry: never``, or from a question about one
+    node (``readiness``, ``state_digest``), which is not retried: the node's 503 is its answer.
     """
 
 
@@ -267,7 +269,10 @@ class _RetriesExhausted(RaftQueueError):
 
 class UnavailableError(_RetriesExhausted):
     """Every attempt failed in a way that proves nothing was applied (connection refused, no leader,
-    overloaded, ...), and the attempts ran out. Sending the request again later is safe."""
+    overloaded, ...), and the attempts ran out. Sending the request again later is safe.
+
+    A question about one node (``readiness``, ``state_digest``) has one attempt: this is raised, with
+    ``attempts=1``, when that node gave no answer."""
 
 
 class OutcomeUnknownError(_RetriesExhausted):

@@ -332,3 +332,31 @@ class ClusterStatus(msgspec.Struct, frozen=True):
     has_quorum: bool
     ready: bool
     members: tuple[Member, ...]
+
+
+class Readiness(msgspec.Struct, frozen=True):
+    """One node's answer to ``GET /readyz`` (``readiness()``): is it ready to serve current data (a leader known,
+    and everything the leader committed applied here)?
+
+    Ready: ``node_id``, ``leader_id``, ``applied_index`` and ``commit_index`` are what the node said. Not ready
+    (``503 not_ready``): they are ``None`` and ``detail`` says why (no leader known, or still catching up)."""
+
+    ready: bool
+    #: The node that answered (the one named, or the preferred one).
+    node_url: str
+    node_id: str | None = None
+    leader_id: str | None = None
+    applied_index: int | None = None
+    commit_index: int | None = None
+    detail: str | None = None
+
+
+class StateDigest(msgspec.Struct, frozen=True):
+    """One node's fingerprint of its whole applied state (``GET /v1/cluster/digest``, ``state_digest()``):
+    ``digest`` is a SHA-256 (hex) over its ``keys`` keys and values. Replicas at the same ``applied_index`` must
+    report the same digest; different indexes say nothing."""
+
+    node_id: str
+    applied_index: int
+    digest: str
+    keys: int

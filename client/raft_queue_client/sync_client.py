@@ -28,8 +28,10 @@ from raft_queue_client.models import (
     EnqueueResult,
     OutgoingMessage,
     QueueInfo,
+    Readiness,
     ReceivedMessage,
     SettleResult,
+    StateDigest,
     TransactionInfo,
     TransactionOp,
     TransactionResult,
@@ -326,3 +328,12 @@ class Client:
 
     def leader_url(self) -> str | None:
         return self._call(self._async.leader_url())
+
+    def healthy(self, url: str | None = None) -> bool:
+        return self._call(self._async.healthy(url))
+
+    def readiness(self, url: str | None = None) -> Readiness:
+        return self._call(self._async.readiness(url))
+
+    def state_digest(self, url: str | None = None) -> StateDigest:
+        return self._call(self._async.state_digest(url))

@@ -14,6 +14,11 @@ One *attempt* sends the request to the preferred node with ``?redirect=true`` an
 After a failure the client backs off (``retry.RetryPolicy``) and tries the next node, up to ``max_attempts``.
 When they run out it raises ``OutcomeUnknownError`` if any attempt of a mutating request had an unknown
 outcome, else ``UnavailableError``. Reads cannot have an unknown outcome: they change nothing.
+
+``Transport.send_to`` is the other path, for questions about one node (``/healthz``, ``/readyz``,
+``/v1/cluster/digest``), where another node's answer would be a wrong one: a single *pinned* attempt at the named
+node, without ``?redirect=true``, not following a ``307``, never retried; whatever the node answers (a ``503``
+problem included) is its answer, and no answer is an ``UnavailableError`` after one attempt.
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ class ApiRequest:
     body: bytes | None = None
     #: False for reads: they change nothing, so no failure of theirs has an unknown outcome.
     mutates: bool = True
-    #: Send ``?redirect=true`` (every ``/v1`` call except ``/v1/cluster``, which any node answers itself).
+    #: Send ``?redirect=true`` (every ``/v1`` call except those any node answers for itself: ``/v1/cluster``, and
+    #: the questions about one node that ``send_to`` asks).
     redirect: bool = True
     #: Added to the per-attempt timeout (a long poll's ``wait_s``).
     extra_timeout_s: float = 0.0
@@ -264,10 +270,45 @@ class Transport:
             last_problem=last_problem,
         ) from last_cause
 
+    async def send_to(self, node: str, request: ApiRequest) -> ApiReply:
+        """One attempt at ``node`` (any node's base URL, configured or not) and nowhere else, for a question about
+        that node, where another node's answer would be a wrong one. Only for requests that change nothing and
+        are not redirected (``mutates=False``, ``redirect=False``); a ``ValueError`` otherwise, or for a ``node``
+        that is not an absolute http(s) base URL.
+
+        No ``?redirect=true``, no ``307`` followed (one is a ``ProtocolError``: the API does not redirect unless
+        asked), no retry, no backoff, no ``on_retry``. Every answer of the node's is handed back, any status: a
+        ``503`` with the API's problem document is what the node says (``/readyz`` answers ``503 not_ready``),
+        not a reason to go elsewhere. As after any answer, the leader it names becomes the preferred node; a
+        failure leaves the preference alone (this was not a request to the cluster).
+
+        Raises ``UnavailableError`` with ``attempts=1`` (the reason in ``reasons``, the original as
+        ``__cause__``) when no answer of the node's came back: cannot connect, no answer within ``timeout_s``,
+        the connection lost, a truncated or garbled answer, a ``502``/``503``/``504`` that is not the API's
+        problem document (something in front of the node answered, not the node). That is the class the retry
+        loop raises for a read whose attempts all failed; this path just has one attempt."""
+        target = normalize_url(node)
+        if target is None:
+            raise ValueError(f"not an absolute http(s) base URL: {node!r}")
+        if request.mutates or request.redirect:
+            raise ValueError("send_to is for reads of one node: mutates=False, redirect=False")
+        result = await self._attempt(target, request, after_unknown=False, pinned=True)
+        if isinstance(result, ApiReply):
+            return result
+        raise UnavailableError(
+            f"{request.method} {request.path}: {target} did not answer (one attempt, not retried elsewhere)",
+            attempts=1,
+            reasons=(result.reason,),
+            last_problem=result.problem,
+        ) from result.problem or result.cause
+
     # --- one attempt --------------------------------------------------------------------------------------
 
-    async def _attempt(self, node: str, request: ApiRequest, *, after_unknown: bool) -> ApiReply | _Failure:
-        """One attempt: the request and up to ``MAX_REDIRECTS`` hops, all within the attempt's timeout."""
+    async def _attempt(
+        self, node: str, request: ApiRequest, *, after_unknown: bool, pinned: bool = False
+    ) -> ApiReply | _Failure:
+        """One attempt: the request and up to ``MAX_REDIRECTS`` hops, all within the attempt's timeout.
+        ``pinned`` (``send_to``): no hop, and every answer that is the node's is an ``ApiReply``."""
         session = self._get_session()
         total_s = self.timeout_s + request.extra_timeout_s
         current = node  # the node of the hop in flight
@@ -277,7 +318,13 @@ class Transport:
                 url = URL(node + request.path + ("?" + urlencode(query) if query else ""), encoded=True)
                 for _hop in range(MAX_REDIRECTS + 1):
                     reply = await self._send_once(
-                        session, current, url, request=request, total_s=total_s, after_unknown=after_unknown
+                        session,
+                        current,
+                        url,
+                        request=request,
+                        total_s=total_s,
+                        after_unknown=after_unknown,
+                        pinned=pinned,
                     )
                     if isinstance(reply, ApiReply | _Failure):
                         return reply
@@ -303,9 +350,10 @@ class Transport:
         request: ApiRequest,
         total_s: float,
         after_unknown: bool,
+        pinned: bool,
     ) -> ApiReply | _Failure | tuple[URL, str]:
         """One HTTP exchange. A ``307`` returns the URL to follow and its node, which becomes the preferred
-        one: the redirect names the leader."""
+        one: the redirect names the leader (unless ``pinned``: then it is classified like any answer)."""
         headers = {"Accept": "application/json, application/problem+json"}
         if request.body is not None:
             headers["Content-Type"] = "application/json"
@@ -321,7 +369,7 @@ class Transport:
             middlewares=(_single_send_guard(), *session_middlewares),
         ) as response:
             leader = self._note_leader(response.headers)
-            if response.status == 307:
+            if response.status == 307 and not pinned:
                 target = self._redirect_target(url, response.headers, node)
                 self._preferred = leader or _base_url(target, request.path)
                 return target, self._preferred
@@ -333,6 +381,7 @@ class Transport:
                 body=body,
                 headers=response.headers,
                 after_unknown=after_unknown,
+                pinned=pinned,
             )
 
     def _classify(
@@ -344,9 +393,14 @@ class Transport:
         body: bytes,
         headers: CIMultiDictProxy[str],
         after_unknown: bool,
+        pinned: bool,
     ) -> ApiReply | _Failure:
         if 300 <= status < 400:
-            raise ProtocolError(f"{node} answered {status}; only 307 is part of the API", status=status, node_url=node)
+            raise ProtocolError(
+                f"{node} answered {status}; the API redirects only with 307, and only when asked (?redirect=true)",
+                status=status,
+                node_url=node,
+            )
         retry_after = parse_retry_after(headers.get("Retry-After"))
         problem = parse_problem(content_type, body) if status >= 400 else None
         leader = normalize_url(headers.get(LEADER_URL_HEADER, ""))
@@ -359,7 +413,7 @@ class Transport:
                     retry_after,
                     leader_hint=leader,
                 )
-            if problem.retry != "never":
+            if problem.retry != "never" and not pinned:
                 error = problem.to_error(status, retry_after_s=retry_after, node_url=node)
                 safe = problem.retry == "safe" or (
                     problem.retry is None and problem.code in _SAFE_503_CODES and not problem.outcome_unknown

@@ -96,6 +96,22 @@ def decode(body: bytes, into: type[T], *, status: int, node_url: str | None) -> 
 # --- Response envelopes (success bodies that are not returned as they are) ---------------------------------
 
 
+class Health(msgspec.Struct, frozen=True):
+    """``GET /healthz``: ``{"status": "ok"}`` while the process serves HTTP."""
+
+    status: str
+
+
+class Ready(msgspec.Struct, frozen=True):
+    """``GET /readyz``'s ``200`` (a ``Readiness`` with ``ready=True``)."""
+
+    status: str
+    node_id: str
+    leader_id: str | None
+    applied_index: int
+    commit_index: int
+
+
 class QueueList(msgspec.Struct, frozen=True):
     queues: tuple[QueueInfo, ...]
 

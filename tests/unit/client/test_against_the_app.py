@@ -4,8 +4,8 @@ The client's other tests run against a fake server whose answers are written fro
 checks the client against what the server actually answers. Every operation runs once, every typed result is
 decoded from the real answer, and three kinds of check guard against the two sides drifting apart:
 
-- every route in the app's router is exercised by the client, so a new route cannot go without client coverage
-  (the few that are deliberately not part of the client are listed, with why, and that list may not go stale);
+- every route in the app's router is exercised by the client (the probes and the digest included), so a new route
+  cannot go without client coverage;
 - every field of every answer (success bodies and problem documents) is one the client's model of that answer
   declares, so a field the server adds cannot be silently dropped by the client;
 - every problem code the server can answer maps to its own error class.
@@ -40,9 +40,11 @@ from raft_queue_client import (
     QueueInfo,
     QueueInUse,
     QueueNotFound,
+    Readiness,
     ReceivedMessage,
     SettleOpResult,
     SettleOutcome,
+    StateDigest,
     TransactionAborted,
     TransactionNotFound,
     TransactionOp,
@@ -54,16 +56,13 @@ from tests.unit.api.machine_backend import MachineBackend
 
 from .support import fast_client, run
 
-#: Routes the client deliberately does not call, and why. Anything else the router serves, the client must.
-NOT_CLIENT_ROUTES = {
-    ("GET", "/healthz"): "a liveness probe for process supervisors and load balancers, not an application call",
-    ("GET", "/readyz"): "a readiness probe for process supervisors and load balancers, not an application call",
-    ("GET", "/v1/cluster/digest"): "the chaos checker's replica comparison, not an application call",
-}
-
-#: The client's model of each route's success body (``POST .../messages`` answers one of two, by its shape).
+#: The client's model of each route's success body (``POST .../messages`` answers one of two, by its shape). Every
+#: route the router serves is here, and the client exercises every one.
 SUCCESS_MODELS: dict[tuple[str, str], type[Any]] = {
+    ("GET", "/healthz"): wire.Health,
+    ("GET", "/readyz"): wire.Ready,
     ("GET", "/v1/cluster"): ClusterStatus,
+    ("GET", "/v1/cluster/digest"): StateDigest,
     ("GET", "/v1/queues"): wire.QueueList,
     ("PUT", "/v1/queues/{queue}"): CreateQueueResult,
     ("GET", "/v1/queues/{queue}"): QueueInfo,
@@ -90,22 +89,24 @@ class Exchange:
     body: bytes
 
 
-@dataclass
-class Served:
-    app: web.Application
-    exchanges: list[Exchange] = field(default_factory=list)
-
-
 class SelfLeaderBackend(MachineBackend):
     """The in-memory backend as the leader at the URL it is served on (the client follows the leader URL the
-    app advertises, so it must be this server's)."""
+    app advertises, so it must be this server's). ``ready = False`` makes it say it is still catching up."""
 
     url = ""
+    ready = True
 
     def cluster_status(self) -> Any:
         status = super().cluster_status()
         members = tuple(msgspec.structs.replace(m, http_url=self.url) for m in status.members)
-        return msgspec.structs.replace(status, leader_url=self.url, members=members)
+        return msgspec.structs.replace(status, leader_url=self.url, members=members, ready=self.ready)
+
+
+@dataclass
+class Served:
+    app: web.Application
+    backend: SelfLeaderBackend
+    exchanges: list[Exchange] = field(default_factory=list)
 
 
 def app_routes(app: web.Application) -> set[tuple[str, str]]:
@@ -122,7 +123,7 @@ async def served() -> AsyncIterator[tuple[AsyncClient, Served]]:
     """The app on 127.0.0.1 with an outermost middleware recording each exchange, and a client for it."""
     backend = SelfLeaderBackend()
     app = create_app(backend)
-    record = Served(app)
+    record = Served(app, backend)
 
     @web.middleware
     async def recorder(
@@ -180,7 +181,7 @@ def model_of(exchange: Exchange, document: object) -> type[Any]:
     return SUCCESS_MODELS[exchange.route]
 
 
-async def every_operation(client: AsyncClient) -> None:
+async def every_operation(client: AsyncClient, backend: SelfLeaderBackend) -> None:
     """Each client operation once, with its typed result checked against what was done."""
     config = await queue_operations(client)
     third = await message_operations(client, config)
@@ -188,6 +189,7 @@ async def every_operation(client: AsyncClient) -> None:
     assert (await client.delete_queue("settlements")).commit_index is not None
     with pytest.raises(QueueInUse):
         await client.delete_queue("orders-dlq")
+    await node_questions(client, backend)
 
 
 async def queue_operations(client: AsyncClient) -> QueueConfig:
@@ -276,6 +278,27 @@ async def transaction_operations(client: AsyncClient, third: ReceivedMessage) ->
     assert [(f.op, f.code) for f in refused.value.failures] == [(0, "queue_not_found")]
 
 
+async def node_questions(client: AsyncClient, backend: SelfLeaderBackend) -> None:
+    """The probes and the digest: the node's own answers, ready and not."""
+    node = client.urls[0]
+    assert await client.healthy() and await client.healthy(node)
+    index = backend.index
+    assert await client.readiness(node) == Readiness(
+        ready=True, node_url=node, node_id="n1", leader_id="n1", applied_index=index, commit_index=index
+    )
+    digest = backend.state_digest()
+    assert await client.state_digest() == StateDigest("n1", digest.applied_index, digest.digest, digest.keys)
+    assert digest.applied_index == index and digest.keys > 0
+    backend.ready = False
+    try:
+        not_ready = await client.readiness()
+    finally:
+        backend.ready = True
+    assert not_ready == Readiness(
+        ready=False, node_url=node, detail=f"still catching up with the leader (applied {index}, committed {index})"
+    )
+
+
 async def problems(client: AsyncClient) -> None:
     """The problem documents of a few errors decode into their typed errors, with what the server said."""
     with pytest.raises(QueueNotFound) as not_found:
@@ -300,16 +323,14 @@ async def problems(client: AsyncClient) -> None:
 def test_every_route_is_the_clients_and_every_answer_decodes_into_its_model() -> None:
     async def body() -> None:
         async with served() as (client, record):
-            await every_operation(client)
+            await every_operation(client, record.backend)
             await problems(client)
         routes = app_routes(record.app)
         exercised = {e.route for e in record.exchanges}
-        assert set(NOT_CLIENT_ROUTES) <= routes, "NOT_CLIENT_ROUTES names a route the app no longer has"
-        assert not exercised & set(NOT_CLIENT_ROUTES)
-        assert routes - set(NOT_CLIENT_ROUTES) - exercised == set(), "routes the client does not exercise"
-        assert set(SUCCESS_MODELS) | {("POST", "/v1/queues/{queue}/messages")} == routes - set(NOT_CLIENT_ROUTES)
+        assert routes - exercised == set(), "routes the client does not exercise"
+        assert set(SUCCESS_MODELS) | {("POST", "/v1/queues/{queue}/messages")} == routes
         statuses = {e.status for e in record.exchanges}
-        assert {200, 201, 400, 404, 409} <= statuses
+        assert {200, 201, 400, 404, 409, 503} <= statuses
         for exchange in record.exchanges:
             document = msgspec.json.decode(exchange.body)
             model = model_of(exchange, document)
