@@ -43,14 +43,14 @@ class Trio:
 
     def elect(self) -> None:
         """Deadline passed, a pre-vote won, the real election won: the replica leads."""
-        self.replica._set_election_deadline(0.0)
+        self.replica._SyncObj__raftElectionDeadline = 0.0
         self.tick()
         round_ = self.of_type("pre_vote")[-1][1]
         self.replica.count_pre_vote(self.peers[0], {"term": round_["term"], "round": round_["round"], "granted": True})
         self.tick()
-        assert self.replica._raft_state() == CANDIDATE
+        assert self.replica._SyncObj__raftState == CANDIDATE
         self.deliver(self.peers[0], {"type": "response_vote", "term": self.replica.raftCurrentTerm})
-        assert self.replica._raft_state() == LEADER
+        assert self.replica._SyncObj__raftState == LEADER
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_the_internals_the_adapter_uses_exist_in_this_pysyncobj(trio: Trio) -> N
 def test_a_passed_deadline_asks_for_pre_votes_and_does_not_raise_the_term(trio: Trio) -> None:
     r = trio.replica
     term = r.raftCurrentTerm
-    r._set_election_deadline(0.0)
+    r._SyncObj__raftElectionDeadline = 0.0
     trio.tick()
     pre_votes = trio.of_type("pre_vote")
     assert sorted(n.id for n, _ in pre_votes) == [p.id for p in trio.peers]
@@ -100,16 +100,16 @@ def test_a_passed_deadline_asks_for_pre_votes_and_does_not_raise_the_term(trio: 
         r._SyncObj__getCurrentLogIndex(),
         r._SyncObj__getCurrentLogTerm(),
     )
-    assert r.raftCurrentTerm == term and r._raft_state() == FOLLOWER
+    assert r.raftCurrentTerm == term and r._SyncObj__raftState == FOLLOWER
     assert trio.of_type("request_vote") == []
-    assert r._election_deadline() > monotonic_raw()  # pushed back: it tries again later
+    assert r._SyncObj__raftElectionDeadline > monotonic_raw()  # pushed back: it tries again later
 
 
 def test_no_grants_no_election_however_long_it_waits(trio: Trio) -> None:
     r = trio.replica
     term = r.raftCurrentTerm
     for _ in range(5):
-        r._set_election_deadline(0.0)
+        r._SyncObj__raftElectionDeadline = 0.0
         trio.tick()
     assert r.raftCurrentTerm == term and trio.of_type("request_vote") == []
     assert len(trio.of_type("pre_vote")) == 10  # a new round, to both peers, each time
@@ -118,7 +118,7 @@ def test_no_grants_no_election_however_long_it_waits(trio: Trio) -> None:
 def test_a_majority_of_grants_starts_the_real_election(trio: Trio) -> None:
     r = trio.replica
     term = r.raftCurrentTerm
-    r._set_election_deadline(0.0)
+    r._SyncObj__raftElectionDeadline = 0.0
     trio.tick()
     round_ = trio.of_type("pre_vote")[0][1]
     # A refusal and a grant from an old round count for nothing.
@@ -128,13 +128,13 @@ def test_a_majority_of_grants_starts_the_real_election(trio: Trio) -> None:
     assert r.raftCurrentTerm == term
     r.count_pre_vote(trio.peers[1], {"term": round_["term"], "round": round_["round"], "granted": True})
     trio.tick()
-    assert r.raftCurrentTerm == term + 1 and r._raft_state() == CANDIDATE
+    assert r.raftCurrentTerm == term + 1 and r._SyncObj__raftState == CANDIDATE
     assert len(trio.of_type("request_vote")) == 2
 
 
 def test_a_won_round_is_void_once_a_leader_was_heard(trio: Trio) -> None:
     r = trio.replica
-    r._set_election_deadline(0.0)
+    r._SyncObj__raftElectionDeadline = 0.0
     trio.tick()
     round_ = trio.of_type("pre_vote")[0][1]
     r.heard_append_entries({"type": "append_entries", "term": r.raftCurrentTerm})
@@ -145,11 +145,11 @@ def test_a_won_round_is_void_once_a_leader_was_heard(trio: Trio) -> None:
 
 def test_pre_vote_answers_change_nothing(trio: Trio) -> None:
     r = trio.replica
-    before = (r.raftCurrentTerm, r._voted_for(), r._election_deadline())
+    before = (r.raftCurrentTerm, r._voted_for(), r._SyncObj__raftElectionDeadline)
     candidate_log = {"last_log_index": 10**6, "last_log_term": 10**6}
     answer = r.answer_pre_vote(trio.peers[0], {"term": r.raftCurrentTerm + 1, "round": 7, **candidate_log})
     assert answer == {"type": "pre_vote_response", "term": r.raftCurrentTerm + 1, "round": 7, "granted": True}
-    assert (r.raftCurrentTerm, r._voted_for(), r._election_deadline()) == before
+    assert (r.raftCurrentTerm, r._voted_for(), r._SyncObj__raftElectionDeadline) == before
     # Having heard from a leader just now, it refuses.
     r.heard_append_entries({"type": "append_entries", "term": r.raftCurrentTerm})
     answer = r.answer_pre_vote(trio.peers[0], {"term": r.raftCurrentTerm + 1, "round": 8, **candidate_log})
@@ -177,7 +177,7 @@ def test_check_quorum_refuses_proposals_once_the_majority_is_silent(trio: Trio) 
     # One follower answers: contact with a majority (of 3) again.
     trio.deliver(trio.peers[1], {"type": "next_node_idx", "next_node_idx": 1, "reset": False, "success": False})
     trio.tick()
-    assert r._raft_state() == LEADER
+    assert r._SyncObj__raftState == LEADER
     r.propose(entry_data(), lambda result, reason: None)
     assert r.refuse_forwarded({"type": "apply_command", "command": b"", "request_id": 4}) is None
 
@@ -187,7 +187,7 @@ def test_the_leader_steps_down_after_one_election_timeout_without_a_majority(tri
     trio.elect()
     time.sleep(0.45)  # leaderFallbackTimeout = the longest election timeout (0.4 s)
     trio.tick()
-    assert r._raft_state() == FOLLOWER and r._getLeader() is None
+    assert r._SyncObj__raftState == FOLLOWER and r._getLeader() is None
     with pytest.raises(NoLeader):
         r.propose(entry_data(), lambda result, reason: None)
 
