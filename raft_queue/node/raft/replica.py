@@ -116,7 +116,10 @@ class QueueReplica(SyncObj):  # type: ignore[misc]
         Raises ``NoLeader`` (nothing proposed) when no leader is known, or when the known leader is another node
         this one has no connection to: pysyncobj would send the command into the void and never call back (a
         node cut off from every peer never even starts an election), so the client would wait out its whole
-        timeout for an unknown outcome where a definite "not proposed" is the truth.
+        timeout for an unknown outcome where a definite "not proposed" is the truth. Also ``NoLeader`` when the
+        node has been without contact for longer than ``contact_bounds.refuse_after_s`` (a leader with no answer
+        from a majority: CheckQuorum; a follower with no word from its leader), and on a follower that has not
+        caught up with the leader since it started (pysyncobj's ``isReady()``): its answer would wait for that.
 
         ``propose`` pickles ``(method id, (data,))`` with protocol 5, so the journal stores the entry bytes raw
         (pysyncobj's own protocol 2 would store them as latin-1 text, ~1.5x for binary).
