@@ -1,9 +1,9 @@
 """PreVote's gate and CheckQuorum's refusals on a real QueueReplica (autoTick=False, ticked by hand).
 
-Two partners that never answer: what they would say is injected as messages (``_SyncObj__onMessageReceived``,
-pysyncobj's own handler, or the replica's PreVote hooks, as FlushingTransport calls them), and what the replica
-sends is recorded instead of going to the network. pysyncobj believes it is connected to someone (its
-``__connectedToAnyone`` is replaced on the instance), as it would be with live peers.
+Two partners that never answer: what they would say is delivered through FlushingTransport's
+``_onMessageReceived`` (its hooks, then pysyncobj's own handler), or handed to the replica's PreVote hooks as
+the transport would; what the replica sends is recorded instead of going to the network. pysyncobj believes it
+is connected to someone (its ``__connectedToAnyone`` is replaced on the instance), as it would be with live peers.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class Trio:
         return [(n, m) for n, m in self.sent if m.get("type") == kind]
 
     def deliver(self, node: Any, message: dict[str, Any]) -> None:
-        self.replica._SyncObj__onMessageReceived(node, message)
+        """As a message from ``node`` arrives: through FlushingTransport's hooks, then pysyncobj's handler."""
+        self.replica._SyncObj__transport._onMessageReceived(node, message)
 
     def elect(self) -> None:
         """Deadline passed, a pre-vote won, the real election won: the replica leads."""
@@ -197,10 +198,27 @@ def test_a_follower_refuses_when_its_leader_went_silent(trio: Trio) -> None:
     r = trio.replica
     leader = trio.peers[0]
     trio.deliver(leader, {"type": "append_entries", "term": 1, "commit_index": 1, "entries": []})
-    r.heard_append_entries({"type": "append_entries", "term": 1})
     trio.tick()
     assert r._getLeader() == leader
     time.sleep(r.contact_bounds.refuse_after_s + 0.02)
     trio.tick()
     with pytest.raises(NoLeader, match="no word from the leader"):
         r.propose(entry_data(), lambda result, reason: None)
+
+
+def test_a_follower_that_has_not_caught_up_since_its_start_refuses(trio: Trio) -> None:
+    r = trio.replica
+    leader = trio.peers[0]
+    # The leader's commit index is far ahead of this node's log: it is catching up.
+    trio.deliver(leader, {"type": "append_entries", "term": 1, "commit_index": 50, "entries": []})
+    trio.tick()
+    assert r._getLeader() == leader and not r.isReady()
+    with pytest.raises(NoLeader, match="catching up"):
+        r.propose(entry_data(), lambda result, reason: None)
+    # Caught up (applied up to the leader's commit index): proposals are forwarded again.
+    trio.deliver(leader, {"type": "append_entries", "term": 1, "commit_index": 1, "entries": []})
+    trio.tick()
+    assert r.isReady()
+    r.propose(entry_data(), lambda result, reason: None)
+    trio.tick()
+    assert [n for n, _ in trio.of_type("apply_command")] == [leader]
