@@ -104,6 +104,7 @@ class GroupCommitter:
         self._clock_ms = clock_ms
         self._pending: deque[_Pending] = deque()
         self._inflight = 0
+        self._in_flight: set[_Batch] = set()
         self._scheduled = False
         self.entries_proposed = 0
         self.ops_proposed = 0
@@ -163,6 +164,7 @@ class GroupCommitter:
     def _propose_batch(self, batch: list[_Pending]) -> None:
         data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
         entry = _Batch(batch)
+        self._in_flight.add(entry)
         self._inflight += 1
         self.entries_proposed += 1
         self.ops_proposed += len(batch)
@@ -174,6 +176,7 @@ class GroupCommitter:
             self._propose(data, done)
         except ReplicationError as exc:  # refused before anything was proposed
             entry.settled = True
+            self._in_flight.discard(entry)
             self._inflight -= 1
             for p in batch:
                 if not p.future.done():
@@ -185,21 +188,31 @@ class GroupCommitter:
         give_up_at = max(p.deadline for p in batch) + ABANDON_GRACE_S
         entry.give_up = self._loop.call_at(give_up_at, self._abandon, entry)
 
-    def _abandon(self, entry: _Batch) -> None:
+    def _abandon(self, entry: _Batch, why: str = "no result from the Raft layer") -> None:
         if entry.settled:
             return
         items = entry.finish()
+        self._in_flight.discard(entry)
         self._inflight -= 1
         self.entries_abandoned += 1
         for p in items:
             if not p.future.done():
-                p.future.set_exception(OutcomeUnknown("no result from the Raft layer; the operation may still commit"))
+                p.future.set_exception(OutcomeUnknown(f"{why}; the operation may still commit"))
         self._schedule()
+
+    def give_up_in_flight(self, why: str) -> None:
+        """Answers every proposed, unanswered operation ``OutcomeUnknown`` now: the node lost contact with the
+        ones that commit (raft_queue/DESIGN.md, "Fast answers"), so no result can come before contact is back,
+        and the client is better off retrying elsewhere with its idempotency key than waiting out its timeout.
+        A callback that still comes later is ignored (the entry is settled)."""
+        for entry in list(self._in_flight):
+            self._abandon(entry, why)
 
     def _settle(self, entry: _Batch, result: Any, reason: int) -> None:
         if entry.settled:  # abandoned earlier: its waiters already got 'outcome unknown'
             return
         batch = entry.finish()
+        self._in_flight.discard(entry)
         self._inflight -= 1
         if reason == SUCCESS and isinstance(result, AppliedEntry):
             _answer(batch, result)

@@ -78,6 +78,11 @@ class Node:
         self.tick_gaps = TickGaps()
         self.replica.addOnTickCallback(self.tick_gaps.tick)
         self.committer = GroupCommitter(self.replica.propose, loop)
+        self.replica.on_contact_lost = self._contact_lost
+
+    def _contact_lost(self, why: str) -> None:
+        """Tick thread: the replica lost contact with a majority (leader) or its leader (follower)."""
+        self._loop.call_soon_threadsafe(self.committer.give_up_in_flight, why)
 
     def _snapshot_when_large(self) -> None:
         """Tick thread: a journal over its size bound asks pysyncobj for a snapshot (then trims to it)."""

@@ -6,33 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from toxiproxy import Toxiproxy
 
 from chaos.cluster import Cluster, http_json, wait_until
-from chaos.network import RaftNetwork, wire
-from chaos.toxiproxy_server import ServerThread
+from chaos.network import RaftNetwork
+from tests.cluster.harness import partitionable_cluster
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
 def net_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, RaftNetwork]]:
-    with ServerThread() as server:
-        api = Toxiproxy()
-        api.update_api_consumer(server.host, server.port)
-        cluster = Cluster(tmp_path, 3)
-        network = wire(api, cluster)
-        try:
-            cluster.start_all()
-            cluster.wait_ready()
-            yield cluster, network
-        except BaseException:
-            import sys
-
-            sys.stderr.write(cluster.logs())
-            raise
-        finally:
-            cluster.close()
+    with partitionable_cluster(tmp_path) as cluster_and_network:
+        yield cluster_and_network
 
 
 def test_isolated_leader_commits_nothing_and_the_majority_moves_on(net_cluster: tuple[Cluster, RaftNetwork]) -> None:

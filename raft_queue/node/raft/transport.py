@@ -5,6 +5,10 @@
   durable before it replicates, so its own vote in the commit quorum is honest (raft_queue/DESIGN.md, steps 2-3).
 - A snapshot chunk does not advance a follower's commit index (``hold_commit_during_snapshot_transfer``).
 - Optional dial-through addresses (a proxy per node pair, for network fault tests).
+- PreVote's messages (``pre_vote``, ``pre_vote_response``) are answered and counted here, before pysyncobj sees
+  them, by the replica's ``ElectionHooks``; an ``append_entries`` is noted as contact with a leader first; a
+  proposal forwarded to a leader that has lost contact with its majority is refused at once (CheckQuorum).
+  They travel like pysyncobj's own messages: pickled, and encrypted and authenticated with the cluster secret.
 Everything here runs on pysyncobj's tick thread.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Protocol
 
 from pysyncobj.monotonic import monotonic as monotonicTime
 from pysyncobj.tcp_connection import CONNECTION_STATE
@@ -20,6 +24,7 @@ from pysyncobj.transport import TCPTransport
 
 from raft_queue.node.raft.journal import DurableJournal, JournalFailed
 from raft_queue.node.raft.patches import registered_journal
+from raft_queue.node.raft.pre_vote import PRE_VOTE, PRE_VOTE_RESPONSE
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,19 @@ def flush_or_stop(journal: DurableJournal) -> None:
     except JournalFailed as exc:
         log.critical("stopping: the Raft journal cannot be made durable: %s", exc)
         os._exit(EXIT_JOURNAL_FAILED)
+
+
+class ElectionHooks(Protocol):
+    """What the transport asks of the SyncObj it serves (``replica.QueueReplica``); all on the tick thread."""
+
+    def answer_pre_vote(self, node: Any, message: dict[str, Any]) -> dict[str, Any]: ...
+
+    def count_pre_vote(self, node: Any, message: dict[str, Any]) -> None: ...
+
+    def heard_append_entries(self, message: dict[str, Any]) -> None: ...
+
+    def refuse_forwarded(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """None: let pysyncobj append it; else the refusal to send back ({}: none, drop the command)."""
 
 
 class FlushingTransport(TCPTransport):  # type: ignore[misc]
@@ -70,6 +88,23 @@ class FlushingTransport(TCPTransport):  # type: ignore[misc]
         return bool(super().send(node, message))
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:
+        if isinstance(message, dict):
+            hooks: ElectionHooks = self._syncObj
+            kind = message.get("type")
+            if kind == PRE_VOTE:
+                self.send(node, hooks.answer_pre_vote(node, message))
+                return
+            if kind == PRE_VOTE_RESPONSE:
+                hooks.count_pre_vote(node, message)
+                return
+            if kind == "append_entries":
+                hooks.heard_append_entries(message)
+            elif kind == "apply_command":
+                refusal = hooks.refuse_forwarded(message)
+                if refusal is not None:  # refused: answered (or dropped, when nobody waits for an answer)
+                    if refusal:
+                        self.send(node, refusal)
+                    return
         hold_commit_during_snapshot_transfer(message, self._syncObj.raftCommitIndex)
         super()._onMessageReceived(node, message)
 

@@ -559,3 +559,31 @@ def test_default_clock_is_wall_clock_milliseconds() -> None:
         assert before <= fake.proposals[0].entry.now_ms <= after
 
     run(body)
+
+
+def test_giving_up_in_flight_answers_every_proposed_op_at_once_and_frees_the_slots() -> None:
+    """Fast answers: a node that lost contact with the ones that commit answers what it proposed OutcomeUnknown
+    at once (it may still commit) instead of at the request timeout; a late callback changes nothing."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        fake = FakeRaft()
+        committer = GroupCommitter(fake.propose, loop, max_inflight=2)
+        tasks = submit_all(committer, [create("a")], timeout=60)
+        await until(lambda: len(fake.proposals) == 1, "the first proposal")
+        tasks += submit_all(committer, [create("b")], timeout=60)
+        await until(lambda: len(fake.proposals) == 2, "the second proposal")
+        started = loop.time()
+        committer.give_up_in_flight("this node has not heard from a majority for 0.41 s")
+        outcomes = await gather_outcomes(tasks)
+        assert loop.time() - started < 1.0
+        assert all(isinstance(o, OutcomeUnknown) for o in outcomes), outcomes
+        assert "0.41 s" in str(outcomes[0]) and "may still commit" in str(outcomes[0])
+        fake.complete(0)  # the late callback of an entry given up on: ignored
+        # Both slots are free again: the next op is proposed and answered.
+        later = submit_all(committer, [create("c")])
+        await until(lambda: len(fake.proposals) == 3, "the next proposal")
+        fake.complete(2)
+        assert isinstance((await gather_outcomes(later))[0], Applied)
+
+    run(body)

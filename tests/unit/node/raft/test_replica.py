@@ -12,6 +12,7 @@ import pickle
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,12 @@ class Single:
         self.replica.propose(data, callback)
 
 
-@pytest.fixture
-def single(tmp_path: Path) -> Iterator[Single]:
+@contextmanager
+def hand_ticked_replica(
+    tmp_path: Path, partners: list[str], **timing: float
+) -> Iterator[tuple[Any, DurableJournal, QueueStateMachine, list[AppliedEntry]]]:
+    """A QueueReplica with autoTick=False (ticked by the test) on a real journal and store; ``timing`` overrides
+    the SyncObjConf timeouts. Destroyed, and the store closed, on the way out."""
     kv = RocksKV(str(tmp_path / "state"))
     machine = QueueStateMachine(kv)
     journal = DurableJournal(str(tmp_path / "journal"))
@@ -84,22 +89,26 @@ def single(tmp_path: Path) -> Iterator[Single]:
     conf = SyncObjConf(
         autoTick=False,
         appendEntriesUseBatch=False,
-        appendEntriesPeriod=0.005,
-        raftMinTimeout=0.02,
-        raftMaxTimeout=0.04,
         commandsWaitLeader=False,
         journalFile=journal.path,
         fullDumpFile=str(tmp_path / "snapshot"),
         serializer=fsm.serialize,
         deserializer=fsm.deserialize,
         serializeChecker=fsm.check,
+        **({"appendEntriesPeriod": 0.005, "raftMinTimeout": 0.02, "raftMaxTimeout": 0.04} | timing),
     )
-    replica = QueueReplica(free_address(), [], conf=conf, journal=journal, fsm=fsm)
+    replica = QueueReplica(free_address(), partners, conf=conf, journal=journal, fsm=fsm)
     try:
-        yield Single(replica, journal, machine, applied)
+        yield replica, journal, machine, applied
     finally:
         replica.destroy()
         kv.close()
+
+
+@pytest.fixture
+def single(tmp_path: Path) -> Iterator[Single]:
+    with hand_ticked_replica(tmp_path, []) as (replica, journal, machine, applied):
+        yield Single(replica, journal, machine, applied)
 
 
 def entry_data(*ops: Any, now_ms: int = 1_000) -> bytes:
