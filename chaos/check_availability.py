@@ -23,6 +23,12 @@ the all-node ones, during which no write can succeed): ``failover`` holds its st
 and at least one all-node restart was measured when there were any. A restart is *interrupted* (listed, not
 judged) when another fault started before its first ok write and within ``max_restart_s``: the cluster was taken
 down again before it could answer, so the restart's own time is unknown.
+
+**Goodput** (:mod:`chaos.goodput`): for every fault window, the time from its start (from its stop for an all-node
+fault) until the ok operations per 0.5 s are back to half their pre-fault median, in ``goodput``. With
+``max_recovery_s`` (the runner's criterion for the partition, pause and kill nemeses: 4 s), every window must recover
+within it (``slow_recoveries`` lists those that did not, or never did), and a history with faults but no baseline
+(``no_goodput_baseline``) is invalid: it cannot show a recovery.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from chaos.goodput import Goodput, Recovery, measure_goodput
 from chaos.history import (
     START_FAULT,
     Event,
@@ -89,6 +96,12 @@ class AvailabilityResult:
     interrupted_restarts: list[int] = field(default_factory=list)
     #: with max_restart_s: there were all-node restarts but none could be measured
     no_restart_measured: bool = False
+    #: the pre-fault goodput and each fault window's recovery time (see chaos.goodput)
+    goodput: Goodput | None = None
+    #: with max_recovery_s: the windows that recovered later than it, or never
+    slow_recoveries: list[Recovery] = field(default_factory=list)
+    #: with max_recovery_s: there were faults but no baseline to measure their recovery against
+    no_goodput_baseline: bool = False
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -172,6 +185,7 @@ def check_availability(
     is_all_node_restart: Callable[[Json], bool] = describes_all_node_restart,
     max_failover_p99_s: float | None = None,
     max_restart_s: float | None = None,
+    max_recovery_s: float | None = None,
 ) -> AvailabilityResult:
     writes = [op for op in as_operations(history) if op.ok and op.f in write_fs]
     gaps = [
@@ -204,8 +218,16 @@ def check_availability(
     )
     slow_restarts = [r for r in restarts.judged if max_restart_s is not None and (r is None or r > max_restart_s)]
     no_restart_measured = max_restart_s is not None and bool(restarts.seconds) and not restarts.judged
+    goodput = measure_goodput(history, is_all_node=is_all_node_restart)
+    no_goodput_baseline = max_recovery_s is not None and bool(goodput.recoveries) and goodput.baseline is None
+    slow_recoveries = (
+        []
+        if max_recovery_s is None or goodput.baseline is None
+        else [r for r in goodput.recoveries if r.seconds is None or r.seconds > max_recovery_s]
+    )
+    failed = unrecovered or too_slow or failover_too_slow is not None or slow_restarts or no_restart_measured
     return AvailabilityResult(
-        valid=not (unrecovered or too_slow or failover_too_slow is not None or slow_restarts or no_restart_measured),
+        valid=not (failed or slow_recoveries or no_goodput_baseline),
         fault_events=len(gaps),
         after_start=stats(done(START_FAULT)),
         failover=failover,
@@ -219,4 +241,7 @@ def check_availability(
         slow_restarts=slow_restarts,
         interrupted_restarts=restarts.interrupted,
         no_restart_measured=no_restart_measured,
+        goodput=goodput,
+        slow_recoveries=slow_recoveries,
+        no_goodput_baseline=no_goodput_baseline,
     )

@@ -16,6 +16,11 @@ Every fault window (a ``start-fault`` and the ``stop-fault`` that ended it, pair
 the top of the throughput panel. A fault that never stopped is shaded to the end of the run, which is the time of
 the last event in the history; its label ends in ``(not stopped)``.
 
+Each fault's goodput recovery (:mod:`chaos.goodput`) is marked in the throughput panel: a bracket near the bottom
+from where it was measured (the fault's start; an all-node fault's stop) to where the goodput was back, labelled with
+the seconds (``back 2.5 s``), or, red, to the end of the run, labelled ``not back`` (``no baseline`` when there was
+nothing to measure against, then at the start only).
+
 Operations are paired by :func:`chaos.history.pair_operations`, the pairing every checker uses, so the counts in
 the :class:`PlotSummary` match theirs; a malformed history raises :class:`chaos.history.HistoryError` as it does in
 the checkers. An invoke with no completion (the history was cut) completed at no known time: it is neither a
@@ -46,6 +51,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from chaos.check_availability import describes_all_node_restart
+from chaos.goodput import Recovery, measure_goodput
 from chaos.history import Event, FaultWindow, Json, Operation, fault_windows, pair_operations, read_history
 
 OUTCOMES: Final = ("ok", "fail", "info")
@@ -59,6 +66,8 @@ FIGSIZE_IN: Final = (14.0, 9.0)
 DPI: Final = 100
 #: overlapping fault windows stack their labels downwards, this many deep, then start again at the top
 _LABEL_LEVELS: Final = 6
+RECOVERED_COLOUR: Final = "#1a9641"
+NOT_RECOVERED_COLOUR: Final = "#a50026"
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ class PlotSummary:
     #: completions per bucket of each drawn line (bucket i is [i * bucket_s, (i + 1) * bucket_s); the last bucket
     #: also holds completions at exactly end_s)
     counts: dict[tuple[str, str], tuple[int, ...]]
+    #: the goodput recoveries marked, one per fault window
+    recoveries: tuple[Recovery, ...] = ()
 
 
 def nice_bucket(duration_s: float, target: int = TARGET_BUCKETS) -> float:
@@ -168,6 +179,49 @@ def _shade(axes: Sequence[Axes], spans: Sequence[FaultSpan], colours: dict[str, 
         )
 
 
+def recovery_label(recovery: Recovery) -> str:
+    if recovery.threshold is None:
+        return "no baseline"
+    return "not back" if recovery.seconds is None else f"back {recovery.seconds:g} s"
+
+
+def _mark_recoveries(top: Axes, recoveries: Sequence[Recovery], end_s: float) -> None:
+    """A bracket per fault from where its recovery was measured to where the goodput was back (see the module
+    docstring), stacked in two rows near the bottom of the throughput panel so that neighbours do not overlap."""
+    for i, r in enumerate(recoveries):
+        y = 0.04 + 0.06 * (i % 2)
+        back = r.seconds is not None
+        if r.seconds is not None:
+            end = r.measured_from + r.seconds
+        else:
+            end = r.measured_from if r.threshold is None else end_s
+        colour = RECOVERED_COLOUR if back else NOT_RECOVERED_COLOUR
+        top.plot(
+            [r.measured_from, end],
+            [y, y],
+            transform=top.get_xaxis_transform(),
+            color=colour,
+            linewidth=2.0,
+            marker="|",
+            markersize=9,
+            clip_on=True,
+            zorder=4,
+        )
+        top.text(
+            end,
+            y + 0.015,
+            recovery_label(r),
+            transform=top.get_xaxis_transform(),
+            ha="right" if back else "left",
+            va="bottom",
+            fontsize=7,
+            color=colour,
+            clip_on=True,
+            parse_math=False,
+            zorder=5,
+        )
+
+
 def _no_data(ax: Axes, what: str) -> None:
     ax.text(
         0.5,
@@ -206,7 +260,10 @@ def plot_history(
     series = tuple((f, o) for f in fs for o in OUTCOMES if (f, o) in counts)
 
     rows = [(k, counts[k]) for k in series]
-    width_px, height_px = _draw(out_path, title, done, rows, spans=spans, bucket=bucket, buckets=buckets, end_s=end_s)
+    recoveries = tuple(measure_goodput(events, is_all_node=describes_all_node_restart).recoveries)
+    width_px, height_px = _draw(
+        out_path, title, done, rows, spans=spans, bucket=bucket, buckets=buckets, end_s=end_s, recoveries=recoveries
+    )
     by_outcome = Counter(c.type for _, c in done)
     by_f: dict[str, dict[str, int]] = {}
     for op, c in done:
@@ -226,6 +283,7 @@ def plot_history(
         faults=spans,
         series=series,
         counts={k: tuple(counts[k]) for k in series},
+        recoveries=recoveries,
     )
 
 
@@ -243,6 +301,7 @@ def _draw(
     bucket: float,
     buckets: int,
     end_s: float,
+    recoveries: tuple[Recovery, ...] = (),
 ) -> tuple[int, int]:
     """Draws both panels (``rows``: the completions per bucket of each (op, outcome) that has any), the fault
     windows and the legends, and saves the PNG; returns its size in pixels."""
@@ -265,6 +324,7 @@ def _draw(
     for span in spans:
         colours.setdefault(span.kind, FAULT_COLOURS[len(colours) % len(FAULT_COLOURS)])
     _shade((top, bottom), spans, colours, top)
+    _mark_recoveries(top, recoveries, end_s)
     _legends(top, bottom, any_series=bool(rows), colours=colours, done=done, style=style)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, format="png", dpi=DPI)

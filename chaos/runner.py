@@ -7,8 +7,9 @@
    ``cluster/n1.log``, ``cluster/n1/`` ..., or each node's data on its own loop-mounted ext4 under ``out_dir/disks``
    for the power-loss scenarios); create the queues (``q0``, ``q1``, ... for the total-queue workload, ``tsrc`` and
    ``tdst`` for the transaction workload) and enqueue the transaction workload's inputs to ``tsrc``;
-2. run both workloads and the nemesis for ``duration_s`` (the last fault is held to its end, then stopped),
-   sampling the leader every ~0.5 s (the id a majority of the nodes name). The total-queue workload
+2. run both workloads alone for ``LEAD_IN_S`` (the goodput baseline), then with the nemesis for ``duration_s``
+   (the last fault is held to its end, then stopped), then on for ``RECOVERY_TAIL_S`` (the last fault's goodput
+   recovery), sampling the leader every ~0.5 s (the id a majority of the nodes name). The total-queue workload
    (:mod:`chaos.workload`) has writers and consumers on ``q0``, ``q1``, ...; the transaction workload
    (:mod:`chaos.workload_txn`) has 1-2 transformers moving each input from ``tsrc`` to ``tdst`` in one transaction
    (ack + enqueue), paced so as not to starve the other;
@@ -20,11 +21,13 @@
 5. drain every queue (after any lease an unknown receive may hold has run out): ``q0``, ``q1``, ... as ``drain``,
    then ``tsrc`` and ``tdst`` as ``txn-drain``;
 6. check: total queue, exactly-once, linearizability (of ``q0``, ``q1``, ... with the drain), availability
-   (failover p99 < 5 s, first ok write within 15 s of an all-node restart), replicas, node logs, non-vacuity, the
-   transactions (:mod:`chaos.check_txn`: each input transformed exactly once or left untouched, and some
-   committed), and the nemesis's own problems (a node that crashed on a damaged file); write ``history.jsonl``,
-   ``report.json``, ``leaders.json``, ``digests.json`` and ``history.png`` (throughput and latency over time,
-   fault windows shaded); print the row and the transaction counts.
+   (failover p99 < 5 s, first ok write within 15 s of an all-node restart, and for the nemeses in
+   ``GOODPUT_JUDGED`` unless ``judge_goodput`` is False, every fault's goodput back to half within 4 s), replicas,
+   node logs, non-vacuity, the transactions (:mod:`chaos.check_txn`: each input transformed exactly once or left
+   untouched, and some committed), and the nemesis's own problems (a node that crashed on a damaged file); write
+   ``history.jsonl``, ``report.json``, ``leaders.json``, ``digests.json`` and ``history.png`` (throughput and
+   latency over time, fault windows shaded, goodput recoveries marked); print the row, the goodput recoveries and
+   the transaction counts.
 
 The transaction workload uses its own ``f`` names (``txn-setup``, ``txn-receive``, ``txn``, ``txn-get``,
 ``txn-drain``) and process ids (100 and up), so the total-queue, exactly-once, availability and non-vacuity
@@ -48,7 +51,7 @@ from typing import Any
 
 from toxiproxy import Toxiproxy
 
-from chaos.check_availability import check_availability
+from chaos.check_availability import AvailabilityResult, check_availability
 from chaos.check_linear import check_linearizable
 from chaos.check_logs import check_logs
 from chaos.check_once import check_exactly_once
@@ -58,6 +61,7 @@ from chaos.check_txn import TxnResult, check_txn
 from chaos.check_vacuity import check_vacuity
 from chaos.cluster import Cluster, http_json, wait_until
 from chaos.disk import LoopDisk, unavailable_reason
+from chaos.goodput import BUCKET_S, describe
 from chaos.history import Event, HistoryWriter, Json, read_history
 from chaos.nemesis import LEADER_CHANGING, POWER_LOSS, SCENARIOS, Nemesis, Targets
 from chaos.network import ClientProxies, RaftNetwork, wire
@@ -76,6 +80,21 @@ LEASE_GRACE_S = 10.0
 FAILOVER_P99_S = 5.0
 RESTART_WRITE_S = 15.0
 REPLICAS_AGREE_S = 10.0
+#: the goodput criterion (chaos.goodput): ok operations per 0.5 s back to half their pre-fault median within 4 s of
+#: each fault's start (an election plus slack; all-node faults from their end), for the partition, pause and kill
+#: nemeses. JUDGE_GOODPUT is the one switch: False reports the recovery times without judging them.
+GOODPUT_RECOVERY_S = 4.0
+JUDGE_GOODPUT = True
+GOODPUT_JUDGED = frozenset(
+    {
+        *("kill-node", "kill-leader", "kill-minority", "kill-all", "pause-leader"),
+        *("partition-leader", "isolate-follower", "majority-minority", "one-way-leader", "client-cut-leader"),
+    }
+)
+#: the workload runs alone this long before the first fault (the goodput baseline: a warm-up and a few buckets),
+#: and on for RECOVERY_TAIL_S after the last fault stops, so that its recovery can be measured
+LEAD_IN_S = 2.0
+RECOVERY_TAIL_S = GOODPUT_RECOVERY_S + BUCKET_S
 #: the transaction workload: transactions per second at most (all transformers together, during the faults), and
 #: inputs per second of the run's duration (so that, unhindered, they would last about the whole run)
 TXN_RATE_PER_S = 15.0
@@ -241,6 +260,7 @@ def run(
     queue_count: int = 2,
     transformers: int = 2,
     print_row: bool = True,
+    judge_goodput: bool = JUDGE_GOODPUT,
 ) -> dict[str, Json]:
     """Runs one scenario; returns the report (also written to ``out_dir/report.json``)."""
     if scenario not in SCENARIOS:
@@ -251,9 +271,16 @@ def run(
         rig = _build(stack, scenario, out_dir, nodes=nodes, queues=load.queues, rng=random.Random(seed))
         observed = _exercise(rig, scenario, duration_s, load)
     events = read_history(out_dir / "history.jsonl")
-    results = _check(events, scenario, load.queues, rig.faults, observed)
+    judged = judge_goodput and scenario in GOODPUT_JUDGED
+    results = _check(events, scenario, load.queues, rig.faults, observed, judge_goodput=judged)
     report = build_report(results, history=events, run=f"{scenario} seed={seed} {duration_s:g}s")
-    report["scenario"] = {"name": scenario, "seed": seed, "duration_s": duration_s, "nodes": nodes}
+    report["scenario"] = {
+        "name": scenario,
+        "seed": seed,
+        "duration_s": duration_s,
+        "nodes": nodes,
+        "goodput_judged": judged,
+    }
     _write(out_dir / "report.json", report)
     _write(out_dir / "leaders.json", [list(s) for s in observed.leader_samples])
     _write(out_dir / "digests.json", observed.digests)
@@ -301,14 +328,14 @@ def _exercise(rig: _Rig, scenario: str, duration_s: float, load: _Load) -> _Obse
         max_rate_per_s=TXN_RATE_PER_S,
     )
     txn.setup(deadline=time.monotonic() + 60)
-    until = time.monotonic() + duration_s
+    until = time.monotonic() + LEAD_IN_S + duration_s
     workload = Workload(
         rig.history,
         rig.targets,
         load.queues,
         writers=load.writers,
         consumers=load.consumers,
-        lease_until=until + LEASE_GRACE_S,
+        lease_until=until + RECOVERY_TAIL_S + LEASE_GRACE_S,
     )
     nemesis = Nemesis(scenario, rig.faults, rig.history)
     with LeaderSampler(rig.cluster) as sampler:
@@ -332,17 +359,20 @@ def _exercise(rig: _Rig, scenario: str, duration_s: float, load: _Load) -> _Obse
 def _under_faults(
     rig: _Rig, workload: Workload, txn: TxnWorkload, nemesis: Nemesis, *, until: float, duration_s: float
 ) -> None:
-    """Steps 2 to 4: both workloads and the nemesis until ``until``, then healing, a write from every writer after
-    it, and the transformers' last run."""
+    """Steps 2 to 4: both workloads, alone for LEAD_IN_S, then with the nemesis until ``until`` and on for
+    RECOVERY_TAIL_S after its last fault, then healing, a write from every writer after it, and the transformers'
+    last run."""
     cancel = threading.Event()
     workload.start()
     txn.start()
+    cancel.wait(LEAD_IN_S)
     nemesis_thread = threading.Thread(target=nemesis.run, args=(until, cancel), name="nemesis")
     nemesis_thread.start()
     nemesis_thread.join(duration_s + 120)
     if nemesis_thread.is_alive():
         cancel.set()
         nemesis_thread.join(60)
+    cancel.wait(RECOVERY_TAIL_S)
     workload.stop_consumers.set()  # leases must outlive every receive's ack
     _recover(rig.cluster, rig.network)
     healed = time.monotonic()
@@ -359,15 +389,21 @@ def _under_faults(
 
 
 def _check(
-    events: list[Event], scenario: str, queues: list[str], faults: Targets, observed: _Observed
+    events: list[Event], scenario: str, queues: list[str], faults: Targets, observed: _Observed, *, judge_goodput: bool
 ) -> dict[str, CheckResult]:
     """Step 6: every checker."""
     nemesis = observed.nemesis
+    availability = check_availability(
+        events,
+        max_failover_p99_s=FAILOVER_P99_S,
+        max_restart_s=RESTART_WRITE_S,
+        max_recovery_s=GOODPUT_RECOVERY_S if judge_goodput else None,
+    )
     return {
         "queue": check_total_queue(events),
         "once": check_exactly_once(events),
         "linear": check_linearizable(events, queues, include_drain=True),
-        "availability": check_availability(events, max_failover_p99_s=FAILOVER_P99_S, max_restart_s=RESTART_WRITE_S),
+        "availability": availability,
         "replicas": check_replicas(observed.digests, expected_nodes=observed.node_ids),
         "logs": check_logs(observed.log_paths, expected=faults.expected_log_lines),
         "vacuity": check_vacuity(
@@ -385,6 +421,14 @@ def _print_row(report: dict[str, Json], results: Mapping[str, CheckResult]) -> N
     summary = report["summary"]
     assert isinstance(summary, dict)
     print(format_table([summary]), flush=True)
+    a = results["availability"]
+    assert isinstance(a, AvailabilityResult) and a.goodput is not None
+    g = a.goodput
+    print(
+        f"goodput: baseline {g.baseline} ok per {g.bucket_s:g} s ({g.baseline_buckets} buckets); recovery to half: "
+        + ", ".join(f"{r.fault_id} {describe(r)}" for r in g.recoveries),
+        flush=True,
+    )
     t = results["txn"]
     assert isinstance(t, TxnResult)
     print(

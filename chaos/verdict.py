@@ -7,8 +7,9 @@ checker results is ``"unknown"``: nothing was checked.
 
 The table row: ``operations`` (client operations invoked), ``lost``, ``duplicated``, ``unexpected`` (from the total
 queue checker; None if it did not run), ``failover_p50_s``/``failover_p99_s`` (fault start to first ok write, from
-the availability checker, all-node faults left out: no write can succeed during those) and ``verdict``
-(``"valid"``, ``"INVALID"`` or ``"unknown"``).
+the availability checker, all-node faults left out: no write can succeed during those), ``recovery_s`` (each fault's
+goodput recovery time in order, :mod:`chaos.goodput`: ``"never"`` if the goodput never came back, ``"no baseline"``
+if it could not be measured) and ``verdict`` (``"valid"``, ``"INVALID"`` or ``"unknown"``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from typing import Literal, Protocol
 from chaos.check_availability import AvailabilityResult
 from chaos.check_linear import Validity, merge_validity
 from chaos.check_queue import QueueResult
+from chaos.goodput import describe
 from chaos.history import Event, Json, to_jsonable
 
 RESERVED = frozenset({"valid", "summary"})
-TABLE_COLUMNS = ("run", "operations", "lost", "duplicated", "unexpected", "failover_p50_s", "failover_p99_s", "verdict")
+TABLE_COLUMNS = (
+    *("run", "operations", "lost", "duplicated", "unexpected"),
+    *("failover_p50_s", "failover_p99_s", "recovery_s", "verdict"),
+)
 
 
 class CheckResult(Protocol):
@@ -52,8 +57,16 @@ def table_row(results: Mapping[str, CheckResult], *, operations: int | None, run
         "unexpected": queue.unexpected_count if queue else None,
         "failover_p50_s": avail.failover.p50 if avail else None,
         "failover_p99_s": avail.failover.p99 if avail else None,
+        "recovery_s": recovery_cell(avail),
         "verdict": verdict_word(valid),
     }
+
+
+def recovery_cell(avail: AvailabilityResult | None) -> str | None:
+    """Each fault's goodput recovery, in order (``"0.5 s, 2 s, never"``); None without a goodput measurement."""
+    if avail is None or avail.goodput is None:
+        return None
+    return ", ".join(describe(r) for r in avail.goodput.recoveries) or None
 
 
 def build_report(

@@ -1,7 +1,12 @@
 """The total-queue workload: writers enqueue unique bodies, consumers receive one at a time and ack; all recorded.
 
-Every request goes to one node (writers and consumers alternate over the nodes) with a short timeout, and is
-recorded as an invoke before it is sent and one completion after (see :mod:`chaos.history`):
+Every request goes to one node with a short timeout (2 s), and is recorded as an invoke before it is sent and one
+completion after (see :mod:`chaos.history`). Each writer and consumer takes the nodes in turn (starting at a
+different one) but, as a client with several endpoints does, passes over a node that has just failed it (no answer,
+an unknown outcome, a refused connection, a 503) for :data:`AVOID_S` seconds; when every node has, it takes the one
+it avoids the shortest (:class:`NodeChooser`). Without that, a node that holds each request to the timeout (a cut-off
+leader) stalls every process once per round and the workload's own pacing, not the cluster, sets the goodput after a
+fault (chaos/DESIGN.md, "The workload's pacing"). The answers:
 
 - ``2xx`` is ``ok``;
 - ``4xx`` is ``fail``, and so is a ``503`` whose problem says ``"retry": "safe"`` (nothing was applied), and a
@@ -26,13 +31,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chaos.history import Event, HistoryWriter, Json
 
 Outcome = Literal["ok", "fail", "info"]
+#: how long a process passes over a node that failed it: longer than one request's timeout plus an election
+#: timeout (2 s + 1.2 s), so that a node that cannot answer costs each process about one timeout per fault
+AVOID_S = 3.5
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,48 @@ def _retryable_fail(answer: Answer) -> bool:
     return answer.status in (None, 503)
 
 
+def node_failed(answer: Answer) -> bool:
+    """The node did not serve the request: no answer, an unknown outcome, a refused connection, a 5xx."""
+    return answer.outcome == "info" or (answer.outcome == "fail" and _retryable_fail(answer))
+
+
+class NodeChooser:
+    """One process's choice of node for each request: the nodes in turn from ``first``, passing over for
+    ``avoid_s`` a node that failed it (:func:`node_failed`); if every node did, the one whose avoidance ends first."""
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        first: int,
+        avoid_s: float = AVOID_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.nodes = nodes
+        self.turn = first
+        self.avoid_s = avoid_s
+        self.clock = clock
+        #: node id -> until when (clock time) it is passed over
+        self.avoid_until: dict[str, float] = {}
+
+    def next(self) -> Node:
+        now = self.clock()
+        count = len(self.nodes)
+        for k in range(count):
+            node = self.nodes[(self.turn + k) % count]
+            if self.avoid_until.get(node.node_id, now) <= now:
+                self.turn += k + 1
+                return node
+        node = min(self.nodes, key=lambda n: self.avoid_until[n.node_id])
+        self.turn = self.nodes.index(node) + 1
+        return node
+
+    def answered(self, node: Node, answer: Answer) -> None:
+        if node_failed(answer):
+            self.avoid_until[node.node_id] = self.clock() + self.avoid_s
+        else:
+            self.avoid_until.pop(node.node_id, None)
+
+
 @dataclass
 class Workload:
     history: HistoryWriter
@@ -119,6 +169,8 @@ class Workload:
     writers: int = 3
     consumers: int = 2
     request_timeout_s: float = 2.0
+    #: how long a process passes over a node that failed it (see NodeChooser)
+    avoid_s: float = AVOID_S
     #: leases given by consumers' receives last until this monotonic time (plus at least ``min_lease_s``)
     lease_until: float = 0.0
     min_lease_s: float = 5.0
@@ -155,9 +207,13 @@ class Workload:
 
     # -- one recorded operation ----------------------------------------------------------------------------------
 
-    def _op(self, process: int, f: str, queue: str, node: Node, *, path: str, value: Json, body: Json) -> Answer:
+    def _op(
+        self, process: int, f: str, queue: str, nodes: NodeChooser, *, path: str, value: Json, body: Json
+    ) -> Answer:
+        node = nodes.next()
         inv = self.history.invoke(process, f, queue, value, node=node.node_id)
         answer = request(node.url + path, "POST", body, self.request_timeout_s)
+        nodes.answered(node, answer)
         self._complete(inv, answer, value)
         return answer
 
@@ -186,7 +242,7 @@ class Workload:
     def _writer(self, w: int) -> None:
         process = w
         n = 0
-        turn = w
+        nodes = NodeChooser(self.nodes, w, self.avoid_s)
         retry: list[tuple[str, str]] = []  # (queue, body) to send again
         while not self.stop_writers.is_set() and not self.abandon.is_set():
             if retry:
@@ -195,14 +251,12 @@ class Workload:
                 body = f"w{w}-{n}"
                 queue = self.queues[n % len(self.queues)]
                 n += 1
-            node = self.nodes[turn % len(self.nodes)]
-            turn += 1
             value: dict[str, Json] = {"body": body, "key": body}
             answer = self._op(
                 process,
                 "enqueue",
                 queue,
-                node,
+                nodes,
                 path=f"/v1/queues/{queue}/messages",
                 value=value,
                 body={"body": body, "idempotency_key": body},
@@ -218,17 +272,15 @@ class Workload:
 
     def _consumer(self, c: int) -> None:
         process = self.writers + c
-        turn = c
+        nodes = NodeChooser(self.nodes, c, self.avoid_s)
         k = 0
         while not self.stop_consumers.is_set() and not self.abandon.is_set():
             queue = self.queues[k % len(self.queues)]
             k += 1
-            node = self.nodes[turn % len(self.nodes)]
-            turn += 1
             lease = round(max(self.min_lease_s, self.lease_until - time.monotonic()), 3)
             value: dict[str, Json] = {"max_messages": 1, "visibility_timeout_s": lease}
             answer = self._op(
-                process, "receive", queue, node, path=f"/v1/queues/{queue}/receive", value=value, body=value
+                process, "receive", queue, nodes, path=f"/v1/queues/{queue}/receive", value=value, body=value
             )
             if answer.outcome != "ok":
                 self.stop_consumers.wait(0.05)
@@ -238,19 +290,16 @@ class Workload:
                 self.stop_consumers.wait(0.02)
                 continue
             for m in messages:
-                turn = self._ack(process, queue, m["receipt"], turn)
+                self._ack(process, queue, m["receipt"], nodes)
 
-    def _ack(self, process: int, queue: str, receipt: str, turn: int) -> int:
+    def _ack(self, process: int, queue: str, receipt: str, nodes: NodeChooser) -> None:
         """Acks until the outcome is known (ok, or a definite non-retryable failure), or ``abandon``."""
         while not self.abandon.is_set():
-            node = self.nodes[turn % len(self.nodes)]
-            turn += 1
             value: dict[str, Json] = {"receipts": [receipt]}
-            answer = self._op(process, "ack", queue, node, path=f"/v1/queues/{queue}/ack", value=value, body=value)
+            answer = self._op(process, "ack", queue, nodes, path=f"/v1/queues/{queue}/ack", value=value, body=value)
             if answer.outcome == "ok" or (answer.outcome == "fail" and not _retryable_fail(answer)):
-                return turn
+                return
             self.abandon.wait(0.05)
-        return turn
 
 
 # ---------------------------------------------------------------------------------------------------------------

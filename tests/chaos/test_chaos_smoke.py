@@ -2,9 +2,10 @@
 
 Each run starts its own proxies and nodes (stopped by PID when it ends, pass or fail: the runner closes the cluster
 in a ``finally``; the power-loss runs also unmount and delete their loop disks) and checks the history with every
-checker. On failure the message names the checkers that failed and where the history, report and node logs are;
-``python -m chaos run --scenario S --seed 20261122 --duration 8 --out DIR`` replays it. ``make chaos`` runs the
-long suite (5 nodes, minutes per scenario, several seeds).
+checker, the goodput criterion included for the partition, pause and kill nemeses (``chaos.runner.GOODPUT_JUDGED``;
+``chaos.runner.JUDGE_GOODPUT`` switches it off). On failure the message names the checkers that failed and where
+the history, report and node logs are; ``python -m chaos run --scenario S --seed 20261122 --duration 8 --out DIR``
+replays it. ``make chaos`` runs the long suite (5 nodes, minutes per scenario, several seeds).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def _failures(report: dict[str, Json]) -> dict[str, Json]:
         keep = (
             *("valid", "problems", "hits", "hit_counts", "lost", "duplicated", "unexpected", "reason"),
             *("unrecovered", "too_slow", "failover_too_slow", "slow_restarts", "no_restart_measured", "divergences"),
+            *("slow_recoveries", "no_goodput_baseline"),
         )
         out[name] = {k: v for k, v in result.items() if k in keep}
         if name == "linear" and isinstance(result.get("queues"), dict):

@@ -12,7 +12,18 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from chaos.history import Event, HistoryError, HistoryWriter, write_history
-from chaos.plot import FAULT_COLOURS, FaultSpan, PlotSummary, describe_fault, main, nice_bucket, plot_history
+from chaos.plot import (
+    FAULT_COLOURS,
+    NOT_RECOVERED_COLOUR,
+    RECOVERED_COLOUR,
+    FaultSpan,
+    PlotSummary,
+    describe_fault,
+    main,
+    nice_bucket,
+    plot_history,
+    recovery_label,
+)
 from tests.unit.chaos_checks import enq, enq_ok, msg
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -174,6 +185,40 @@ def test_a_picture_with_operations_differs_from_one_without(tmp_path: Path) -> N
     info = np.array(to_rgb("#f08a24"))
     assert not np.any(np.all(np.abs(b[:, :, :3] - info) < 0.05, axis=2))
     assert np.any(np.all(np.abs(a[:, :, :3] - info) < 0.05, axis=2))
+
+
+def _recovering() -> list[Event]:
+    """10 ok enqueues per 0.5 s, a partition at 3 s that stops them until 5 s, then one at 6 s they never outlive."""
+    w = clocked()
+    n = 0
+    for start, end in ((0.0, 3.0), (5.0, 6.0)):
+        if start == 5.0:
+            w.nemesis("stop-fault", {"id": "p0", "kind": "heal"}, at=4.0)
+        for k in range(round((end - start) * 20)):
+            t = start + k * 0.05
+            inv = w.invoke(1, "enqueue", "q", enq(f"m{n}"), at=t)
+            w.ok(inv, enq_ok(f"m{n}", f"id-m{n}"), at=t + 0.01)
+            n += 1
+        if start == 0.0:
+            w.nemesis("start-fault", {"id": "p0", "kind": "partition-leader", "node": "n1"}, at=3.0)
+    w.nemesis("start-fault", {"id": "p1", "kind": "partition-leader", "node": "n2"}, at=6.0)
+    w.nemesis("stop-fault", {"id": "p1", "kind": "heal"}, at=8.0)
+    return w.events
+
+
+def _pixels(png: Path, colour: str) -> int:
+    img = imread(png)[:, :, :3].astype(np.float64)
+    return int(np.all(np.abs(img - np.array(to_rgb(colour))) < 0.03, axis=2).sum())
+
+
+def test_each_faults_goodput_recovery_is_marked(tmp_path: Path) -> None:
+    s = plot_history(_recovering(), tmp_path / "r.png", title="t")
+    back, never = s.recoveries
+    assert (back.measured_from, back.seconds) == (3.0, 2.5) and recovery_label(back) == "back 2.5 s"
+    assert never.seconds is None and recovery_label(never) == "not back"
+    assert _pixels(s.path, RECOVERED_COLOUR) > 50 and _pixels(s.path, NOT_RECOVERED_COLOUR) > 50
+    calm = plot_history([e for e in _recovering() if not e.is_nemesis], tmp_path / "calm.png", title="t")
+    assert calm.recoveries == () and _pixels(calm.path, RECOVERED_COLOUR) == 0
 
 
 def test_malformed_histories_and_bad_buckets_are_refused(tmp_path: Path) -> None:
