@@ -2,7 +2,8 @@
 
 The waits are exponential with "equal jitter": before retry ``n`` (1-based) the client waits a uniformly
 random time in ``[c/2, c]`` where ``c = min(backoff_max_s, backoff_initial_s * 2**(n-1))``, so that clients
-that failed together do not come back together. A ``Retry-After`` from the server is a floor on that wait,
+that failed together do not come back together. A ``Retry-After`` from the server is a floor on that wait (the transport
+applies it only when the retry goes back to the node that sent it),
 capped at ``backoff_max_s`` (a misbehaving server cannot park a client for an hour).
 """
 

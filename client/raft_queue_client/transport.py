@@ -230,7 +230,10 @@ class Transport:
             next_node = self._after_failure(result)
             if attempt == attempts:
                 break
-            delay = self.policy.delay_s(attempt, result.retry_after_s, self._rng)
+            # Retry-After is the failing node's word about itself: it floors the wait only when the retry goes back
+            # to that node. A retry on another node (a cut-off leader's no_leader) goes after the plain backoff.
+            floor = result.retry_after_s if next_node == result.node_url else None
+            delay = self.policy.delay_s(attempt, floor, self._rng)
             event = RetryEvent(
                 attempt=attempt,
                 node_url=result.node_url,

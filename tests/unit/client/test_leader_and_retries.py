@@ -182,6 +182,44 @@ def test_retry_after_is_read_and_the_wait_capped_at_backoff_max() -> None:
     run(body())
 
 
+def test_retry_after_floors_the_wait_only_when_the_retry_goes_back_to_the_same_node() -> None:
+    """A node that cannot commit (a cut-off leader) answers no_leader with Retry-After: 1. That is its word about
+    itself: the retry on another node goes after the plain backoff, not a second later."""
+
+    async def body() -> None:
+        events: list[RetryEvent] = []
+        async with fake_nodes(2) as (a, b):
+            client = AsyncClient(
+                [a.url, b.url], backoff_initial_s=0.001, backoff_max_s=2.0, on_retry=events.append, timeout_s=5.0
+            )
+            async with client:
+                a.push(no_leader(retry_after="1"))
+                b.push(ok(queue_info()), no_leader(retry_after="1"), ok(queue_info()))
+                await client.get_queue("orders")
+                assert [(e.node_url, e.next_node_url, e.retry_after_s) for e in events] == [(a.url, b.url, 1.0)]
+                assert events[0].delay_s <= 0.001
+                # b answered last, so b is preferred; it names no leader, so the retry goes on to a, not back to b
+                a.push(ok(queue_info()))
+                await client.get_queue("orders")
+                assert events[1].next_node_url == a.url and events[1].delay_s <= 0.002
+
+    run(body())
+
+
+def test_retry_after_is_honoured_when_the_only_node_asked_for_it() -> None:
+    async def body() -> None:
+        events: list[RetryEvent] = []
+        async with fake_nodes(1) as (a,):
+            client = AsyncClient([a.url], backoff_initial_s=0.001, backoff_max_s=0.2, on_retry=events.append)
+            async with client:
+                a.push(no_leader(retry_after="1"), ok(queue_info()))
+                await client.get_queue("orders")
+                [event] = events
+                assert event.next_node_url == a.url and event.delay_s == 0.2  # Retry-After, capped at backoff_max
+
+    run(body())
+
+
 def test_a_503_that_names_another_leader_sends_the_retry_there() -> None:
     async def body() -> None:
         async with fake_nodes(3) as (a, b, c), fast_client(a.url, b.url, c.url) as client:
