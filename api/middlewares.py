@@ -60,11 +60,15 @@ def _http_problem(exc: web.HTTPException, request: web.Request) -> Problem:
     return Problem(exc.status, ProblemCode.INTERNAL, exc.reason)
 
 
+#: Routes whose answer is about the node asked: never redirected (a follower's digest is what its caller wants).
+_PER_NODE = frozenset({"/v1/cluster", "/v1/cluster/digest"})
+
+
 def _redirect(request: web.Request) -> web.Response | None:
     """A 307 to the leader when a follower's client asked for it (``?redirect=true``), else None."""
     if not request.path.startswith("/v1/") or not parse.wants_redirect(request.query):
         return None
-    if (request.method == "GET" and request.query.get("consistency") == "local") or request.path == "/v1/cluster":
+    if (request.method == "GET" and request.query.get("consistency") == "local") or request.path in _PER_NODE:
         return None  # a local read, or this node's own view: answered here by definition
     status = context(request).backend.cluster_status()
     if status.role == "leader":

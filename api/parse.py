@@ -212,6 +212,10 @@ def enqueue(obj: Mapping[str, object], header_key: str | None) -> EnqueueRequest
     """One message or a ``{"messages": [...]}`` batch; ``header_key``: the ``Idempotency-Key`` header."""
     if header_key is not None:
         header_key = as_str(header_key, IDEMPOTENCY_HEADER, min_len=1, max_len=MAX_IDEMPOTENCY_KEY_LEN)
+        if not header_key.isascii() or not header_key.isprintable():
+            # aiohttp hands raw non-UTF-8 header bytes over as surrogates; such a key cannot be encoded into the
+            # log entry, and one that failed there took the other operations of its group commit with it.
+            raise invalid_request(IDEMPOTENCY_HEADER, "must be printable ASCII (send other keys in the JSON body)")
     if "messages" in obj:
         check_fields(obj, ("messages",))
         if header_key is not None:

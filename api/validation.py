@@ -60,6 +60,8 @@ async def read_object(request: web.Request, *, optional: bool = False) -> dict[s
         value = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise invalid_request(None, f"malformed JSON: {exc}") from None
+    except RecursionError:  # msgspec's decoder recurses once per nesting level
+        raise invalid_request(None, "malformed JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise invalid_request(None, f"the request body must be a JSON object, got {json_type(value)}")
     return value

@@ -125,7 +125,11 @@ async def test_follower_redirects_to_leader(flag: str) -> None:
             assert response.status == 307
             assert response.headers["Location"] == "http://n1.example:8000" + path
         # A local read and the node's own cluster view are answered by the node asked, never redirected.
-        for path in (f"/v1/queues?consistency=local&redirect={flag}", f"/v1/cluster?redirect={flag}"):
+        for path in (
+            f"/v1/queues?consistency=local&redirect={flag}",
+            f"/v1/cluster?redirect={flag}",
+            f"/v1/cluster/digest?redirect={flag}",  # a follower's own digest, which is what its caller asked for
+        ):
             response = await client.get(path, allow_redirects=False)
             assert response.status == 200, path
     assert fake.ops == []

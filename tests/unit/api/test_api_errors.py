@@ -202,3 +202,16 @@ async def test_queue_full_has_retry_after() -> None:
         response = await client.post("/v1/queues/orders/messages", json={"body": "x"})
         await problem(response, 429, "queue_full")
         assert response.headers["Retry-After"] == "1"
+
+
+@pytest.mark.parametrize("path", ["/v1/queues/q/messages", "/v1/queues/q/receive", "/v1/transactions"])
+@async_test
+async def test_json_nested_too_deeply_is_400_not_500(path: str) -> None:
+    """msgspec recurses once per nesting level: a RecursionError was answered 500 with a traceback in the log."""
+    fake = FakeBackend()
+    deep = b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    async with serve(fake) as client:
+        response = await client.post(path, data=deep, headers={"Content-Type": "application/json"})
+        body = await problem(response, 400, "invalid_request")
+        assert "nested too deeply" in body["detail"]
+    assert fake.ops == []
