@@ -13,6 +13,8 @@ from collections.abc import Collection, Mapping
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from api.problems import Problem, invalid_request
 
@@ -51,7 +53,10 @@ async def read_object(request: web.Request, *, optional: bool = False) -> dict[s
     """The request body as a JSON object. ``optional``: an empty body reads as ``{}``.
 
     A body over the node's limit raises aiohttp's 413, which the problem middleware renders."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (RequestPayloadError, PayloadEncodingError) as exc:  # e.g. Content-Encoding: gzip on a body that is not
+        raise invalid_request(None, f"the request body could not be read: {exc}") from None
     if not raw.strip():
         if optional:
             return {}

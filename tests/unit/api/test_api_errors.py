@@ -215,3 +215,19 @@ async def test_json_nested_too_deeply_is_400_not_500(path: str) -> None:
         body = await problem(response, 400, "invalid_request")
         assert "nested too deeply" in body["detail"]
     assert fake.ops == []
+
+
+@pytest.mark.parametrize("encoding", ["gzip"])  # a bad deflate body is refused by aiohttp's parser (400 text/plain)
+@async_test
+async def test_a_body_that_does_not_match_its_content_encoding_is_400_not_500(encoding: str) -> None:
+    """A body that does not decode as its Content-Encoding says was a 500 with aiohttp's traceback in the log."""
+    fake = FakeBackend()
+    async with serve(fake) as client:
+        response = await client.post(
+            "/v1/queues/q/messages",
+            data=b'{"body": "a"}',
+            headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+        )
+        body = await problem(response, 400, "invalid_request")
+        assert "could not be read" in body["detail"]
+    assert fake.ops == []
