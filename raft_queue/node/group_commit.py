@@ -103,7 +103,7 @@ class GroupCommitter:
         self._max_pending = max_pending
         self._clock_ms = clock_ms
         self._pending: deque[_Pending] = deque()
-        self._inflight = 0
+        #: Proposed entries not yet settled; their number is bounded by ``max_inflight``.
         self._in_flight: set[_Batch] = set()
         self._scheduled = False
         self.entries_proposed = 0
@@ -133,13 +133,13 @@ class GroupCommitter:
 
     def _schedule(self) -> None:
         # Let every request that arrives in this loop iteration join the same entry.
-        if not self._scheduled and self._inflight < self._max_inflight:
+        if not self._scheduled and len(self._in_flight) < self._max_inflight:
             self._scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
-        while self._pending and self._inflight < self._max_inflight:
+        while self._pending and len(self._in_flight) < self._max_inflight:
             batch = self._take_batch()
             if not batch:
                 break
@@ -162,10 +162,15 @@ class GroupCommitter:
         return batch
 
     def _propose_batch(self, batch: list[_Pending]) -> None:
-        data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
+        try:
+            data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
+        except Exception:  # an operation the edge should have refused: it alone fails, the others go on
+            batch = _without_unencodable(batch)
+            if not batch:
+                return
+            data = encode_entry(Entry(now_ms=self._clock_ms(), ops=[p.op for p in batch]))
         entry = _Batch(batch)
         self._in_flight.add(entry)
-        self._inflight += 1
         self.entries_proposed += 1
         self.ops_proposed += len(batch)
 
@@ -177,7 +182,6 @@ class GroupCommitter:
         except ReplicationError as exc:  # refused before anything was proposed
             entry.settled = True
             self._in_flight.discard(entry)
-            self._inflight -= 1
             for p in batch:
                 if not p.future.done():
                     p.future.set_exception(exc)
@@ -193,7 +197,6 @@ class GroupCommitter:
             return
         items = entry.finish()
         self._in_flight.discard(entry)
-        self._inflight -= 1
         self.entries_abandoned += 1
         for p in items:
             if not p.future.done():
@@ -213,12 +216,27 @@ class GroupCommitter:
             return
         batch = entry.finish()
         self._in_flight.discard(entry)
-        self._inflight -= 1
         if reason == SUCCESS and isinstance(result, AppliedEntry):
             _answer(batch, result)
         else:
             _fail(batch, reason)
         self._schedule()
+
+
+def _without_unencodable(batch: list[_Pending]) -> list[_Pending]:
+    """The operations of ``batch`` that encode on their own; each one that does not fails with its error. The edge
+    validates every operation, so this keeps a bug's blast radius to its own request: once, a raw non-UTF-8 header
+    failed the whole entry, and its innocent neighbours waited out their timeouts for a false 'outcome unknown'."""
+    kept = []
+    for p in batch:
+        try:
+            encode_entry(Entry(now_ms=0, ops=[p.op]))
+        except Exception as exc:
+            if not p.future.done():
+                p.future.set_exception(exc)
+            continue
+        kept.append(p)
+    return kept
 
 
 def _answer(batch: list[_Pending], applied: AppliedEntry) -> None:

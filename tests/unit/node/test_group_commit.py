@@ -587,3 +587,23 @@ def test_giving_up_in_flight_answers_every_proposed_op_at_once_and_frees_the_slo
         assert isinstance((await gather_outcomes(later))[0], Applied)
 
     run(body)
+
+
+def test_an_op_that_cannot_be_encoded_fails_alone_and_its_neighbours_are_proposed() -> None:
+    """Once, a raw non-UTF-8 header (a surrogate in the idempotency key) made the whole entry fail to encode, inside
+    the event loop's callback: every operation of the group commit waited out its timeout."""
+
+    async def body() -> None:
+        fake = FakeRaft()
+        committer = GroupCommitter(fake.propose, asyncio.get_running_loop())
+        bad = Enqueue("q", [NewMessage("bad", b"x", {}, 0, "caf\udce9", b"f")])
+        tasks = submit_all(committer, [create(), bad, enqueue("m1")])
+        await until(lambda: len(fake.proposals) == 1, "the proposal of the two good operations")
+        assert fake.proposals[0].ops == [create(), enqueue("m1")]
+        index = fake.complete(0)
+        created, refused, enqueued = await gather_outcomes(tasks)
+        assert isinstance(refused, UnicodeEncodeError)
+        assert created == Applied(QueueCreated(created=True), commit_index=index)
+        assert enqueued == Applied(Enqueued([EnqueuedMessage("m1", 1)]), commit_index=index)
+
+    run(body)
